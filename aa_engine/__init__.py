@@ -1,0 +1,7 @@
+"""Animate Anyone engine: reference image + skeleton maps -> temporally consistent video.
+
+Runs in its own Python environment (torch, diffusers); never imports bpy.
+"""
+
+__version__ = "0.1.0"
+PROTOCOL_VERSION = 1

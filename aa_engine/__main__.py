@@ -1,0 +1,3 @@
+from aa_engine.cli import main
+
+raise SystemExit(main())
