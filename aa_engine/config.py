@@ -167,8 +167,8 @@ class GenerationConfig:
                 )
         if self.steps < 1:
             raise BadRequest(f"steps must be at least 1 (got {self.steps}).", "30 is the default; 20 is the paper's.")
-        if self.guidance < 0:
-            raise BadRequest(f"guidance must be >= 0 (got {self.guidance}).", "3.5 is the default; 1 turns CFG off.")
+        if self.guidance < 1:
+            raise BadRequest(f"guidance must be >= 1 (got {self.guidance}).", "3.5 is the default; 1 turns CFG off.")
         if self.context_frames < 1:
             raise BadRequest(f"context_frames must be at least 1 (got {self.context_frames}).", "24 is the default.")
         if max_context_frames is not None and self.context_frames > max_context_frames:
@@ -188,7 +188,7 @@ class GenerationConfig:
 
     @property
     def do_cfg(self) -> bool:
-        return self.guidance != 1.0
+        return self.guidance > 1.0
 
     @classmethod
     def from_dict(cls, data: dict) -> "GenerationConfig":

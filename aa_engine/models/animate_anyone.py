@@ -125,6 +125,16 @@ class AnimateAnyoneModel(nn.Module):
         return motion_modules(self.denoising_unet)
 
 
+def build_unets(config: ModelConfig) -> tuple[UNet2DConditionModel, UNet2DConditionModel, PoseGuider]:
+    """ReferenceNet (no output head), the inflated denoising UNet and the pose guider of `config`."""
+    reference_unet = UNet2DConditionModel.from_config(config.unet)
+    strip_reference_head(reference_unet)
+    denoising_unet = UNet2DConditionModel.from_config(config.unet)
+    inflate_unet(denoising_unet, config.motion_module)
+    pose_guider = PoseGuider(out_channels=denoising_unet.config.block_out_channels[0], channels=tuple(config.pose_guider_channels))
+    return reference_unet, denoising_unet, pose_guider
+
+
 def build_model(config: ModelConfig, seed: int | None = None, randomize_zero_init: bool = False) -> AnimateAnyoneModel:
     """A model of `config`'s architecture with random weights.
 
@@ -134,14 +144,9 @@ def build_model(config: ModelConfig, seed: int | None = None, randomize_zero_ini
     """
     if seed is not None:
         torch.manual_seed(seed)
-    unet_cfg = dict(config.unet)
-    vae = AutoencoderKL(**config.vae)
+    vae = AutoencoderKL.from_config(config.vae)
     image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**config.image_encoder))
-    reference_unet = UNet2DConditionModel(**unet_cfg)
-    strip_reference_head(reference_unet)
-    denoising_unet = UNet2DConditionModel(**unet_cfg)
-    inflate_unet(denoising_unet, config.motion_module)
-    pose_guider = PoseGuider(out_channels=unet_cfg["block_out_channels"][0], channels=tuple(config.pose_guider_channels))
+    reference_unet, denoising_unet, pose_guider = build_unets(config)
     model = AnimateAnyoneModel(config, vae, image_encoder, reference_unet, denoising_unet, pose_guider)
     if randomize_zero_init:
         generator = torch.Generator().manual_seed(0 if seed is None else seed + 1)
