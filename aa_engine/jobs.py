@@ -1,0 +1,312 @@
+"""One job: inputs -> validated spec -> pipeline -> frames on disk, with resume and events.
+
+Shared by the `animate` command and the `serve` protocol: both call `run_job` and only differ in
+what they do with the events (a terminal progress bar, or JSON lines). The output folder layout and
+the resume rules are documented in docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from aa_engine import __version__
+from aa_engine.config import GenerationConfig
+from aa_engine.errors import BadRequest, EngineError, InputError, OutOfMemory, OutputError
+from aa_engine.pipeline import AnimateAnyonePipeline, Progress
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".gif"}
+FRAME_NAME = "frame_{:05d}.png"  # 1-based
+Emit = Callable[..., None]  # emit(event_type, **fields)
+
+
+@dataclass
+class JobSpec:
+    id: str
+    reference: Path
+    poses: Path | list[Path]  # a folder of maps, a video file, or a list of map files
+    output: Path
+    config: GenerationConfig
+    video: bool = True
+
+    @classmethod
+    def from_message(cls, message: dict) -> "JobSpec":
+        """Build from a protocol `job` message; raises BadRequest naming the bad field."""
+        job_id = message.get("id")
+        if not isinstance(job_id, str) or not job_id:
+            raise BadRequest("A job needs an 'id' (a non-empty string).", 'Example: {"type": "job", "id": "shot_010", ...}')
+        for name in ("reference", "poses", "output"):
+            if not message.get(name):
+                raise BadRequest(f"Job {job_id!r} lacks the field '{name}'.", "See docs/protocol.md for the job message.")
+        poses = message["poses"]
+        if isinstance(poses, list):
+            poses = [Path(p) for p in poses]
+        elif isinstance(poses, str):
+            poses = Path(poses)
+        else:
+            raise BadRequest("'poses' must be a folder, a video file or a list of image paths.")
+        knobs = {k: message[k] for k in GenerationConfig.__dataclass_fields__ if k in message}
+        try:
+            config = GenerationConfig(**knobs)
+        except TypeError as exc:
+            raise BadRequest(f"Invalid job settings: {exc}") from exc
+        for name in ("width", "height", "steps", "seed", "context_frames", "context_overlap", "decode_batch"):
+            value = getattr(config, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise BadRequest(f"'{name}' must be an integer (got {value!r}).")
+        return cls(job_id, Path(message["reference"]), poses, Path(message["output"]), config, bool(message.get("video", True)))
+
+
+# -- inputs ---------------------------------------------------------------------------------------
+def load_reference(path: Path) -> Image.Image:
+    if not path.is_file():
+        raise InputError(f"The reference image {path} does not exist.", "Pick an existing PNG or JPG of the character.")
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InputError(f"The reference image {path} cannot be read ({exc}).", "Save it again as PNG or JPG.") from exc
+
+
+def pose_files(poses: Path | list[Path]) -> list[Path]:
+    """The pose map files of a folder (sorted by name) or list; [] for a video file."""
+    if isinstance(poses, list):
+        missing = [str(p) for p in poses if not Path(p).is_file()]
+        if missing:
+            raise InputError(f"{len(missing)} pose map(s) do not exist, e.g. {missing[0]}.", "Export the skeleton maps again.")
+        return list(poses)
+    if poses.is_dir():
+        files = sorted(p for p in poses.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise InputError(f"The pose folder {poses} holds no PNG/JPG skeleton maps.", "Export the skeleton maps into it first.")
+        return files
+    if poses.is_file() and poses.suffix.lower() in VIDEO_SUFFIXES:
+        return []
+    raise InputError(f"The poses {poses} are neither a folder of maps nor a video file.", "Give a folder of PNG skeleton maps or an .mp4.")
+
+
+def load_poses(poses: Path | list[Path]) -> tuple[list[Image.Image], bytes]:
+    """The pose maps as RGB images, and their content digest (for the job fingerprint)."""
+    digest = hashlib.sha256()
+    files = pose_files(poses)
+    images = []
+    if files:
+        for path in files:
+            data = path.read_bytes()
+            digest.update(data)
+            try:
+                with Image.open(path) as image:
+                    images.append(image.convert("RGB"))
+            except (UnidentifiedImageError, OSError) as exc:
+                raise InputError(f"The pose map {path} cannot be read ({exc}).", "Export the skeleton maps again.") from exc
+        return images, digest.digest()
+    import imageio.v3 as iio
+
+    try:
+        for frame in iio.imiter(poses):
+            frame = np.asarray(frame)[..., :3]
+            digest.update(frame.tobytes())
+            images.append(Image.fromarray(frame))
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is the same user problem
+        raise InputError(f"The pose video {poses} cannot be read ({exc}).", "Export the skeleton maps as PNGs instead.") from exc
+    if not images:
+        raise InputError(f"The pose video {poses} has no frames.")
+    return images, digest.digest()
+
+
+def fingerprint(reference: Path, pose_digest: bytes, config: GenerationConfig, weights_identity: str, num_frames: int) -> str:
+    settings = {k: v for k, v in asdict(config).items() if k not in ("fps", "decode_batch")}
+    digest = hashlib.sha256(reference.read_bytes())
+    digest.update(pose_digest)
+    digest.update(json.dumps([settings, weights_identity, num_frames], sort_keys=True).encode())
+    return digest.hexdigest()[:24]
+
+
+# -- the output folder ----------------------------------------------------------------------------
+class JobFolder:
+    def __init__(self, path: Path):
+        self.path = path.expanduser().resolve()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / f".write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise OutputError(
+                f"The output folder {self.path} cannot be written ({exc.strerror or exc}).",
+                "Choose a folder you can write to, or fix its permissions.",
+            ) from exc
+        self.state_path = self.path / ".resume" / "state.pt"
+
+    def frame_path(self, index: int) -> Path:
+        return self.path / FRAME_NAME.format(index + 1)
+
+    def read_manifest(self) -> dict:
+        try:
+            return json.loads((self.path / "job.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def write_manifest(self, data: dict) -> None:
+        self._atomic(self.path / "job.json", lambda p: p.write_text(json.dumps(data, indent=2)))
+
+    def finished_frames(self, num_frames: int) -> set[int]:
+        return {i for i in range(num_frames) if self.frame_path(i).is_file()}
+
+    def write_frame(self, index: int, image: np.ndarray) -> Path:
+        path = self.frame_path(index)
+        self._atomic(path, lambda p: Image.fromarray(image).save(p, format="PNG"))
+        return path
+
+    def save_state(self, fp: str, step: int, latents: torch.Tensor) -> None:
+        self.state_path.parent.mkdir(exist_ok=True)
+        self._atomic(self.state_path, lambda p: torch.save({"fingerprint": fp, "step": step, "latents": latents.cpu()}, p))
+
+    def load_state(self, fp: str) -> tuple[int, torch.Tensor] | None:
+        if not self.state_path.is_file():
+            return None
+        try:
+            state = torch.load(self.state_path, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - a damaged checkpoint only means starting afresh
+            return None
+        if state.get("fingerprint") != fp:
+            return None
+        return int(state["step"]), state["latents"]
+
+    def clear_state(self) -> None:
+        if self.state_path.exists():
+            self.state_path.unlink()
+        if self.state_path.parent.exists() and not any(self.state_path.parent.iterdir()):
+            self.state_path.parent.rmdir()
+
+    def clear_frames(self) -> None:
+        for path in self.path.glob("frame_*.png"):
+            path.unlink()
+
+    def write_video(self, num_frames: int, fps: float) -> Path | None:
+        """Encode the frames to video.mp4 (H.264) when imageio-ffmpeg is installed; else None."""
+        try:
+            import imageio.v2 as imageio
+            import imageio_ffmpeg  # noqa: F401 - checks the writer is there
+        except ImportError:
+            log.warning("imageio-ffmpeg is not installed: no video.mp4 (the PNG frames are complete)")
+            return None
+        target = self.path / "video.mp4"
+        tmp = self.path / f".video-{os.getpid()}.mp4"
+        writer = imageio.get_writer(tmp, fps=fps, codec="libx264", quality=8, macro_block_size=8, pixelformat="yuv420p")
+        try:
+            for i in range(num_frames):
+                writer.append_data(np.asarray(Image.open(self.frame_path(i)).convert("RGB")))
+        finally:
+            writer.close()
+        os.replace(tmp, target)
+        return target
+
+    @staticmethod
+    def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+        """Write via a temp file in the same folder, then rename: a crash never leaves half a file."""
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            write(tmp)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+
+
+# -- running it -----------------------------------------------------------------------------------
+def run_job(
+    pipe: AnimateAnyonePipeline,
+    weights_identity: str,
+    spec: JobSpec,
+    emit: Emit,
+    should_cancel: Callable[[], bool] = lambda: False,
+) -> dict:
+    """Run one job to completion; returns the `done` fields. Raises EngineError subclasses."""
+    started = time.monotonic()
+    config = spec.config
+    config.validate(pipe.model.config.motion_module.max_frames)
+    reference = load_reference(spec.reference)
+    poses, pose_digest = load_poses(spec.poses)
+    folder = JobFolder(spec.output)
+    n = len(poses)
+    fp = fingerprint(spec.reference, pose_digest, config, weights_identity, n)
+
+    manifest = folder.read_manifest()
+    same_job = manifest.get("fingerprint") == fp
+    if not same_job:
+        folder.clear_frames()
+        folder.clear_state()
+    folder.write_manifest(
+        {"fingerprint": fp, "engine_version": __version__, "id": spec.id, "frames": n, "reference": str(spec.reference),
+         "settings": asdict(config), "weights": weights_identity}
+    )
+    done = folder.finished_frames(n) if same_job else set()
+    emit("accepted", frames=n, resumed_frames=len(done))
+
+    def progress(stage: str, step: int, total: int, eta: float | None = None) -> None:
+        emit("progress", stage=stage, step=step, total=total, frames_done=len(done), frames_total=n,
+             elapsed_s=round(time.monotonic() - started, 3), eta_s=None if eta is None else round(eta, 2))
+
+    try:
+        if len(done) < n:
+            latents = None
+            resume = folder.load_state(fp)
+            start_step = 0
+            if resume is not None and resume[0] + 1 >= config.steps:
+                latents, start_step = resume[1], config.steps  # denoising already finished
+            progress("prepare", 0, 1)
+            prepared = pipe.prepare(reference, poses, config)
+            progress("reference", 1, 1)
+            if latents is None:
+                if resume is not None:
+                    start_step, latents = resume[0] + 1, resume[1]
+                    log.info("resuming job %s at denoising step %d/%d", spec.id, start_step + 1, config.steps)
+                else:
+                    latents = pipe.initial_latents(n, config)
+                step_times: list[float] = []
+                last = [time.monotonic()]
+
+                def on_step(progress_event: Progress) -> None:
+                    now = time.monotonic()
+                    step_times.append(now - last[0])
+                    last[0] = now
+                    remaining = progress_event.total - progress_event.step
+                    progress("denoise", progress_event.step, progress_event.total, remaining * sum(step_times) / len(step_times))
+
+                progress("denoise", start_step, config.steps)
+                latents = pipe.denoise(prepared, latents, config, start_step, on_step, should_cancel,
+                                       on_step_end=lambda i, lat: folder.save_state(fp, i, lat))
+            for index, image in pipe.decode(latents, config, skip=done):
+                if should_cancel():
+                    from aa_engine.errors import Cancelled
+
+                    raise Cancelled()
+                path = folder.write_frame(index, image)
+                done.add(index)
+                emit("frame", index=index + 1, path=str(path))
+                progress("decode", len(done), n)
+        video = folder.write_video(n, config.fps) if spec.video else None
+        folder.clear_state()
+    except EngineError:
+        raise
+    except (torch.OutOfMemoryError, MemoryError) as exc:
+        raise OutOfMemory(
+            f"Out of memory while generating ({exc.__class__.__name__}). {len(done)} of {n} frames are on disk.",
+            "Lower the resolution or context_frames, use fp16 on a GPU, or close other programs; rerunning resumes.",
+        ) from exc
+    return {"frames": n, "output": str(folder.path), "video": None if video is None else str(video),
+            "elapsed_s": round(time.monotonic() - started, 3)}
