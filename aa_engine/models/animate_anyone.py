@@ -149,10 +149,6 @@ def build_model(config: ModelConfig, seed: int | None = None, randomize_zero_ini
     reference_unet, denoising_unet, pose_guider = build_unets(config)
     model = AnimateAnyoneModel(config, vae, image_encoder, reference_unet, denoising_unet, pose_guider)
     if randomize_zero_init:
-        generator = torch.Generator().manual_seed(0 if seed is None else seed + 1)
-        layers = [m.temporal_transformer.proj_out for m in model.motion_modules()] + [pose_guider.conv_out]
-        for layer in layers:
-            with torch.no_grad():
-                layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * 0.02)
-                layer.bias.zero_()
+        for layer in [m.temporal_transformer.proj_out for m in model.motion_modules()] + [pose_guider.conv_out]:
+            layer.reset_parameters()  # torch's default init, from the seeded global generator
     return model.eval()

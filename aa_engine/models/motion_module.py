@@ -87,7 +87,8 @@ class TemporalTransformer(nn.Module):
         for block in self.transformer_blocks:
             y = block(y, num_frames)
         y = self.proj_out(y)
-        return y.reshape(bf, h, w, c).permute(0, 3, 1, 2) + residual
+        # contiguous: keep later convs on the same (NCHW) kernels as the image model
+        return residual + y.reshape(bf, h, w, c).permute(0, 3, 1, 2).contiguous()
 
 
 class MotionModule(nn.Module):
