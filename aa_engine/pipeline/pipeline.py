@@ -133,13 +133,20 @@ class AnimateAnyonePipeline:
     # -- 3. decoding -------------------------------------------------------------------------------
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, config: GenerationConfig, skip: set[int] = frozenset()) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield (frame_index, (H, W, 3) uint8) for every frame not in `skip`, decoding a few frames at a time."""
-        todo = [i for i in range(latents.shape[2]) if i not in skip]
-        for start in range(0, len(todo), config.decode_batch):
-            frames = todo[start : start + config.decode_batch]
+        """Yield (frame_index, (H, W, 3) uint8) for every frame not in `skip`.
+
+        Frames are decoded in fixed groups of `decode_batch` (0..n-1, n..2n-1, ...) whatever is
+        skipped, so a frame redone on resume is bit-identical to the first run's.
+        """
+        num_frames = latents.shape[2]
+        for start in range(0, num_frames, config.decode_batch):
+            frames = list(range(start, min(start + config.decode_batch, num_frames)))
+            if all(i in skip for i in frames):
+                continue
             batch = latents[0][:, frames].permute(1, 0, 2, 3).to(self.device, self.dtype)
             for index, image in zip(frames, to_uint8(self.model.decode(batch))):
-                yield index, image
+                if index not in skip:
+                    yield index, image
 
     # -- all of it ---------------------------------------------------------------------------------
     def __call__(
