@@ -1,0 +1,139 @@
+"""Engine speed and memory: seconds per frame per denoising step, peak memory, and where the time goes.
+
+    .venv/engine/bin/python benchmarks/engine_bench.py                 # tiny + medium on CPU (+ sd15 on CUDA)
+    .venv/engine/bin/python benchmarks/engine_bench.py --configs tiny --frames 8 --steps 2
+
+Each configuration runs in a fresh subprocess so its peak memory is its own. Random weights:
+speed does not depend on the values. Prints one table, then ratios against the first row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+MEDIUM = {
+    "unet": {
+        "sample_size": 16, "in_channels": 4, "out_channels": 4,
+        "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+        "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+        "block_out_channels": [64, 128, 256], "layers_per_block": 2, "cross_attention_dim": 256,
+        "attention_head_dim": 8, "norm_num_groups": 32,
+    },
+    "vae": {
+        "in_channels": 3, "out_channels": 3, "down_block_types": ["DownEncoderBlock2D"] * 4,
+        "up_block_types": ["UpDecoderBlock2D"] * 4, "block_out_channels": [32, 64, 128, 128],
+        "layers_per_block": 1, "latent_channels": 4, "norm_num_groups": 32, "sample_size": 128, "scaling_factor": 0.18215,
+    },
+    "image_encoder": {"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 4, "num_attention_heads": 4,
+                      "patch_size": 16, "image_size": 224, "projection_dim": 256},
+    "name": "medium",
+}
+# config name -> (default width, height)
+SIZES = {"tiny": (64, 64), "medium": (128, 192), "sd15": (512, 768)}
+
+
+def model_config(name: str):
+    from aa_engine.config import ModelConfig
+
+    if name == "tiny":
+        return ModelConfig.tiny()
+    if name == "medium":
+        return ModelConfig.from_dict(MEDIUM)
+    return ModelConfig.sd15()
+
+
+def run_one(name: str, frames: int, steps: int, device: str) -> dict:
+    import torch
+    from PIL import Image
+
+    from aa_engine.config import GenerationConfig
+    from aa_engine.models import build_model
+    from aa_engine.pipeline import AnimateAnyonePipeline
+
+    dtype = torch.float16 if device.startswith("cuda") else torch.float32
+    width, height = SIZES[name]
+    model = build_model(model_config(name), seed=0, randomize_zero_init=True)
+    pipe = AnimateAnyonePipeline(model, device, dtype)
+    config = GenerationConfig(width=width, height=height, steps=steps, context_frames=min(frames, 24))
+    reference = Image.new("RGB", (width, height), (200, 80, 60))
+    poses = [Image.new("RGB", (width, height)) for _ in range(frames)]
+
+    def sync():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    # warm-up (allocators, kernels) on one frame
+    pipe(reference, poses[:1], GenerationConfig(width=width, height=height, steps=1))
+    t0 = time.perf_counter()
+    prepared = pipe.prepare(reference, poses, config)
+    sync()
+    t1 = time.perf_counter()
+    latents = pipe.denoise(prepared, pipe.initial_latents(frames, config), config)
+    sync()
+    t2 = time.perf_counter()
+    list(pipe.decode(latents, config))
+    sync()
+    t3 = time.perf_counter()
+    if device.startswith("cuda"):
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    total = t3 - t0
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    return {
+        "config": name, "device": device, "size": f"{width}x{height}", "frames": frames, "steps": steps, "params_m": round(params, 2),
+        "s_per_frame_step": (t2 - t1) / (frames * steps), "total_s": total, "peak_mb": peak_mb,
+        "reference_share": (t1 - t0) / total, "unet_share": (t2 - t1) / total, "vae_share": (t3 - t2) / total,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", default=None, help="comma-separated: tiny, medium, sd15 (default: tiny,medium and sd15 on CUDA)")
+    parser.add_argument("--frames", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args.one, args.frames, args.steps, args.device)))
+        return
+    import torch
+
+    runs = [(c, args.device) for c in (args.configs or "tiny,medium").split(",")]
+    if args.configs is None and torch.cuda.is_available():
+        runs.append(("sd15", "cuda"))
+    rows = []
+    for name, device in runs:
+        cmd = [sys.executable, __file__, "--one", name, "--frames", str(args.frames), "--steps", str(args.steps), "--device", device]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode:
+            print(f"{name}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
+            continue
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    header = f"{'config':8} {'device':7} {'size':9} {'params(M)':>9} {'frames':>6} {'steps':>5} {'s/frame/step':>12} {'total s':>8} {'peak MB':>8} {'ref%':>5} {'unet%':>6} {'vae%':>5}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r['config']:8} {r['device']:7} {r['size']:9} {r['params_m']:9.2f} {r['frames']:6d} {r['steps']:5d} {r['s_per_frame_step']:12.4f} "
+              f"{r['total_s']:8.2f} {r['peak_mb']:8.0f} {100 * r['reference_share']:5.1f} {100 * r['unet_share']:6.1f} {100 * r['vae_share']:5.1f}")
+    if len(rows) > 1:
+        base = rows[0]
+        print(f"\nratios vs {base['config']}:")
+        for r in rows[1:]:
+            print(f"  {r['config']}: s/frame/step x{r['s_per_frame_step'] / base['s_per_frame_step']:.1f}, peak memory x{r['peak_mb'] / base['peak_mb']:.1f}")
+
+
+if __name__ == "__main__":
+    main()
