@@ -34,19 +34,32 @@ class ReferenceBank:
         self.tokens.clear()
 
 
-def _attention(attn: Attention, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-    """Multi-head attention of x (n, q, c) over context (n, k, c) with attn's projections (SDPA)."""
+def _heads(t: torch.Tensor, heads: int) -> torch.Tensor:
+    n, length, inner = t.shape
+    return t.reshape(n, length, heads, inner // heads).transpose(1, 2)
+
+
+def _attention(attn: Attention, x: torch.Tensor, context: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+    """Multi-head attention (SDPA) of x (n, q, c) over context (n, k, c) with attn's projections.
+
+    extra (1 or n, r, c): more keys/values appended to every row's context. Its projections are
+    computed once and broadcast, not once per frame.
+    """
     n = x.shape[0]
-    heads = attn.heads
     q = attn.to_q(x)
     k = attn.to_k(context)
     v = attn.to_v(context)
-    head_dim = q.shape[-1] // heads
-    q, k, v = (t.reshape(n, -1, heads, head_dim).transpose(1, 2) for t in (q, k, v))
+    if extra is not None:
+        k_extra, v_extra = attn.to_k(extra), attn.to_v(extra)
+        if k_extra.shape[0] != n:
+            k_extra = k_extra.expand(n, -1, -1) if k_extra.shape[0] == 1 else k_extra.repeat_interleave(n // k_extra.shape[0], dim=0)
+            v_extra = v_extra.expand(n, -1, -1) if v_extra.shape[0] == 1 else v_extra.repeat_interleave(n // v_extra.shape[0], dim=0)
+        k = torch.cat([k, k_extra], dim=1)
+        v = torch.cat([v, v_extra], dim=1)
+    q, k, v = (_heads(t, attn.heads) for t in (q, k, v))
     out = F.scaled_dot_product_attention(q, k, v, scale=attn.scale)
-    out = out.transpose(1, 2).reshape(n, -1, heads * head_dim).to(x.dtype)
-    out = attn.to_out[0](out)
-    return attn.to_out[1](out)
+    out = out.transpose(1, 2).reshape(n, -1, q.shape[1] * q.shape[-1]).to(x.dtype)
+    return attn.to_out[1](attn.to_out[0](out))
 
 
 class ReferenceWriter:
@@ -74,13 +87,8 @@ class ReferenceReader:
             return _attention(attn, hidden_states, hidden_states)
         u = self.bank.uncond_rows
         cond = hidden_states[u:]
-        ref = ref.to(cond.dtype)
-        if ref.shape[0] == 1:
-            ref = ref.expand(cond.shape[0], -1, -1)
-        elif ref.shape[0] != cond.shape[0]:
-            # One reference per video: repeat each reference over that video's frames.
-            ref = ref.repeat_interleave(cond.shape[0] // ref.shape[0], dim=0)
-        out_cond = _attention(attn, cond, torch.cat([cond, ref], dim=1))
+        # One reference per video; with several videos in the batch, each covers its own frames.
+        out_cond = _attention(attn, cond, cond, extra=ref.to(cond.dtype))
         if u == 0:
             return out_cond
         out_uncond = _attention(attn, hidden_states[:u], hidden_states[:u])
