@@ -52,12 +52,13 @@ class AnimateAnyoneModel(nn.Module):
 
     # 1. Reference image -> VAE latent and CLIP context -----------------------------------------
     def clip_pixels(self, image: Image.Image) -> torch.Tensor:
-        """PIL image -> (1, 3, s, s) CLIP input: shortest side resized to s (bicubic), centre crop, normalised."""
+        """PIL image -> (1, 3, s, s) CLIP input: shortest side resized to s (bicubic), centre crop, normalised
+        (what transformers' CLIPImageProcessor does with its defaults, as the release uses it)."""
         size = int(self.image_encoder.config.image_size)
         image = image.convert("RGB")
         w, h = image.size
         scale = size / min(w, h)
-        resized = image.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+        resized = image.resize((max(size, int(w * scale)), max(size, int(h * scale))), Image.BICUBIC)
         left = (resized.width - size) // 2
         top = (resized.height - size) // 2
         crop = np.asarray(resized.crop((left, top, left + size, top + size)), dtype=np.float32) / 255.0

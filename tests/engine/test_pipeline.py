@@ -154,3 +154,13 @@ def test_non_square_sizes(tiny_model, reference_image, pose_images):
     pipe = AnimateAnyonePipeline(tiny_model)
     frames = pipe(reference_image, pose_images[:2], GenerationConfig(width=48, height=80, steps=1))
     assert frames[0].shape == (80, 48, 3)
+
+
+def test_clip_preprocessing_equals_transformers_clip_image_processor(tiny_model, reference_image):
+    """The release feeds CLIP through CLIPImageProcessor() with its defaults; ours must match it."""
+    from transformers import CLIPImageProcessor
+
+    tiny_model.image_encoder.config.image_size = 224
+    ours = tiny_model.clip_pixels(reference_image)
+    theirs = CLIPImageProcessor()(reference_image, return_tensors="pt").pixel_values
+    torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0)
