@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="JSON-lines protocol on stdin/stdout (docs/protocol.md)")
     _add_model_arguments(serve)
+    serve.add_argument("--listen", metavar="HOST:PORT", default=None,
+                       help="serve the same protocol over TCP instead of stdin/stdout (no authentication: trusted networks only)")
 
     info = commands.add_parser("info", help="what a weights folder holds, what is missing, what the engine would run on")
     _add_model_arguments(info)
@@ -121,6 +123,15 @@ def cmd_serve(args) -> int:
     from aa_engine.protocol.session import EngineSession
     from aa_engine.protocol.stdio import make_sender, protocol_stdout, serve_stdio
 
+    if args.listen:
+        from aa_engine.protocol.tcp import serve_tcp
+
+        host, _, port = args.listen.rpartition(":")
+        if not port.isdigit():
+            raise EngineError(f"--listen needs HOST:PORT (got {args.listen!r}).", "Example: --listen 127.0.0.1:7860", code="bad_request")
+        pipe, info = _load_pipeline(args)
+        return serve_tcp(pipe, info, host or "127.0.0.1", int(port), ready=lambda p: print(f"listening on {host or '127.0.0.1'}:{p}", file=sys.stderr, flush=True))
+
     send = make_sender(protocol_stdout())
     try:
         pipe, info = _load_pipeline(args)
@@ -152,7 +163,8 @@ def cmd_info(args) -> int:
     model, info = load_model(spec)
     print(f"model:    {model.config.name} ({info.kind})")
     for part, count in parameter_counts(model).items():
-        print(f"  {part:16s} {count / 1e6:10.2f} M parameters")
+        label = "  of which motion modules" if part == "motion_modules" else f"  {part}"
+        print(f"{label:28s} {count / 1e6:8.2f} M parameters")
     device = pick_device(args.device)
     print(f"device:   {device} ({pick_dtype(args.dtype, device)}); torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}")
     return 0
