@@ -1,0 +1,159 @@
+"""The command-line render: the same job as the render button, blocking, printing progress.
+
+With Blender (render farms):
+    blender -b shot.blend --python blender_addon/command_line.py -- --weights random-tiny --save out.blend
+With the bpy module (tests, scripts):
+    python -m blender_addon.command_line shot.blend --weights random-tiny --save out.blend
+
+Exit status: 0 done, 2 an error the user can fix (printed as `error:` / `hint:` lines), 1 a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="animate_anyone", description="Render one shot with Animate Anyone and import it as one VSE strip.")
+    p.add_argument("blend", nargs="?", help="the .blend to open (omit when Blender already opened one)")
+    p.add_argument("--scene", help="scene name (default: the file's active scene)")
+    p.add_argument("--armature", help="armature object (default: the active or only one)")
+    p.add_argument("--reference", help="reference image file (default: the shot settings')")
+    p.add_argument("--bone-map", help="bone map name or .json (default: detect)")
+    p.add_argument("--start", type=int, help="first frame (default: the scene's)")
+    p.add_argument("--end", type=int, help="last frame (default: the scene's)")
+    p.add_argument("--width", type=int, help="width, a multiple of 8 (default: render width rounded)")
+    p.add_argument("--height", type=int, help="height, a multiple of 8 (default: render height rounded)")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--guidance", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--context-frames", type=int)
+    p.add_argument("--context-overlap", type=int)
+    p.add_argument("--output", help="folder for the shot folder (default: the shot settings', //animate_anyone/)")
+    p.add_argument("--shot", help="shot name (default: the scene's name)")
+    p.add_argument("--skeleton-strip", action="store_true", help="also import the skeleton maps as a second strip")
+    p.add_argument("--match-scene", action="store_true", help="set the scene's render size to the frames' size")
+    p.add_argument("--engine-python", help="the engine environment's python (default: preferences, then $AA_ENGINE_PYTHON)")
+    p.add_argument("--weights", help="weights folder or 'random-tiny' (default: preferences, then the engine's default)")
+    p.add_argument("--device", help="auto, cpu, cuda, mps")
+    p.add_argument("--dtype", help="auto, fp32, fp16, bf16")
+    p.add_argument("--save", help="save the .blend with the strip here (default: <shot folder>/<shot>.blend)")
+    return p
+
+
+def _argv() -> list[str]:
+    import bpy
+
+    if bpy.app.background and "--" in sys.argv:  # blender -b file --python this.py -- ARGS
+        return sys.argv[sys.argv.index("--") + 1:]
+    return sys.argv[1:]
+
+
+def apply_arguments(scene, args) -> None:
+    """Copy the given options into the scene's shot settings (the same settings the panel edits)."""
+    s = scene.animate_anyone
+    if args.armature:
+        s.armature = scene.objects.get(args.armature)
+        if s.armature is None or s.armature.type != 'ARMATURE':
+            from .errors import NoArmature
+
+            raise NoArmature(f"Scene '{scene.name}' has no armature named '{args.armature}'.", "Names: " + ", ".join(o.name for o in scene.objects if o.type == 'ARMATURE'))
+    if args.reference:
+        s.reference_source, s.reference_path = 'FILE', args.reference
+    if args.bone_map:
+        s.bone_map = args.bone_map
+    if args.start is not None or args.end is not None:
+        s.use_scene_range = False
+        s.frame_start = args.start if args.start is not None else scene.frame_start
+        s.frame_end = args.end if args.end is not None else scene.frame_end
+    if args.width or args.height:
+        s.use_render_resolution = False
+        s.width = args.width or s.width
+        s.height = args.height or s.height
+    for name in ("steps", "guidance", "seed", "context_frames", "context_overlap"):
+        if getattr(args, name) is not None:
+            setattr(s, name, getattr(args, name))
+    if args.output:
+        s.output_dir = args.output
+    if args.shot:
+        s.shot_name = args.shot
+    if args.skeleton_strip:
+        s.import_pose_preview = True
+
+
+def main(argv: list[str] | None = None) -> int:
+    import bpy
+
+    from . import runtime, vse
+    from .errors import AddonError
+    from .render_shot import render_blocking
+
+    args = build_parser().parse_args(_argv() if argv is None else argv)
+    registered_here = False
+    try:
+        if args.blend:
+            bpy.ops.wm.open_mainfile(filepath=args.blend, load_ui=False)
+        if not hasattr(bpy.types.Scene, "animate_anyone"):
+            from . import register
+
+            register()
+            registered_here = True
+        scene = bpy.data.scenes.get(args.scene) if args.scene else bpy.context.scene
+        if scene is None:
+            print(f"error: no scene named '{args.scene}' (scenes: {', '.join(s.name for s in bpy.data.scenes)})", file=sys.stderr)
+            return 2
+        apply_arguments(scene, args)
+        overrides = {"python": args.engine_python, "weights": args.weights, "device": args.device, "dtype": args.dtype}
+        task, strip = render_blocking(bpy.context, scene, overrides, echo=lambda line: print(line, flush=True))
+        if args.match_scene:
+            w, h = vse.match_scene_to_frames(scene, task.progress.frames)
+            print(f"render size set to {w}x{h}")
+        save = args.save or str(task.plan.shot_dir / f"{task.plan.shot_name}.blend")
+        bpy.ops.wm.save_as_mainfile(filepath=save, copy=False)
+        print(f"strip '{strip.name}': {len(strip.elements)} frames from frame {int(strip.frame_start)} on channel {strip.channel}")
+        print(f"saved {save}")
+        if task.progress.video:
+            print(f"video {task.progress.video}")
+        return 0
+    except AddonError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return 2
+    finally:
+        runtime.reset()
+        if registered_here:
+            from . import unregister
+
+            unregister()
+        sys.stdout.flush()
+
+
+def _run_as_script() -> None:
+    """`blender --python .../command_line.py`: import the add-on package this file belongs to."""
+    import importlib
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    if str(here.parent) not in sys.path:
+        sys.path.insert(0, str(here.parent))
+    module = importlib.import_module(f"{here.name}.command_line")
+    status = module.main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    import os
+
+    os._exit(status)  # bpy may hang or crash at interpreter exit (see tests/blender/conftest.py)
+
+
+if __name__ == "__main__":
+    if __package__:
+        _status = main()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        import os
+
+        os._exit(_status)
+    else:
+        _run_as_script()

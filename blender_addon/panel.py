@@ -1,0 +1,159 @@
+"""The panel (Properties > Output > Animate Anyone) and the render button in the Timeline header.
+
+Drawing reads `runtime.status` (what the last render did) and never changes anything.
+"""
+
+import bpy
+
+from . import runtime
+from .shot import shot_resolution
+
+
+def draw_progress(layout, progress):
+    """A real progress bar (Blender 4.0+: layout.progress) with stage, step, frames and ETA."""
+    layout.progress(factor=progress.factor(), type='BAR', text=progress.text())
+
+
+def draw_engine_status(layout):
+    for title, status in (("Engine check", runtime.check_status), ("Engine setup", runtime.setup_status)):
+        if status.state == "idle":
+            continue
+        box = layout.box()
+        if status.state == "running":
+            box.progress(factor=status.factor, type='BAR', text=f"{title}...")
+        elif status.state == "error":
+            box.label(text=f"{title} failed: {status.message}", icon='ERROR')
+            if status.hint:
+                box.label(text=status.hint, icon='INFO')
+        else:
+            box.label(text=status.message or f"{title}: OK", icon='CHECKMARK')
+        for line in status.lines[-6:]:
+            box.label(text=line)
+
+
+def _prop_with_placeholder(layout, data, name, placeholder):
+    # `placeholder` (grey text in an empty field) exists from Blender 4.1 on.
+    if bpy.app.version >= (4, 1, 0):
+        layout.prop(data, name, placeholder=placeholder)
+    else:
+        layout.prop(data, name)
+
+
+class ANIMATE_ANYONE_PT_shot(bpy.types.Panel):
+    bl_label = "Animate Anyone"
+    bl_idname = "ANIMATE_ANYONE_PT_shot"
+    bl_space_type = 'PROPERTIES'
+    bl_region_type = 'WINDOW'
+    bl_context = "output"
+
+    def draw(self, context):
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        scene = context.scene
+        settings = scene.animate_anyone
+        progress = runtime.status.get(scene.name)
+        state = progress.state if progress is not None else "idle"
+
+        # -- what to animate --
+        col = layout.column()
+        col.prop(settings, "reference_source", expand=True)
+        if settings.reference_source == 'FILE':
+            col.prop(settings, "reference_path")
+        else:
+            col.template_ID(settings, "reference_image", open="image.open")
+            image = settings.reference_image
+            if image is not None and image.preview is not None:
+                col.template_icon(icon_value=image.preview.icon_id, scale=6.0)
+        col.prop(settings, "armature")
+        if settings.armature is None:
+            active = context.active_object if hasattr(context, "active_object") else None
+            col.label(text=f"Using the active armature: {active.name}" if active is not None and active.type == 'ARMATURE' else "Pick an armature (or select one)", icon='ARMATURE_DATA')
+        _prop_with_placeholder(col, settings, "bone_map", "Auto-detect")
+        row = col.row(align=True)
+        row.prop(settings, "hands", toggle=True)
+        row.prop(settings, "face", toggle=True)
+        if scene.camera is None:
+            col.label(text="The scene has no camera: the maps are drawn from the scene camera", icon='ERROR')
+
+        # -- frames and size --
+        col = layout.column(heading="Frames")
+        col.prop(settings, "use_scene_range")
+        sub = col.column(align=True)
+        sub.active = not settings.use_scene_range
+        sub.prop(settings, "frame_start")
+        sub.prop(settings, "frame_end")
+        col = layout.column(heading="Size")
+        col.prop(settings, "use_render_resolution")
+        sub = col.column(align=True)
+        sub.active = not settings.use_render_resolution
+        sub.prop(settings, "width")
+        sub.prop(settings, "height")
+        try:
+            w, h, note = shot_resolution(scene, settings)
+            col.label(text=note or f"{w}x{h}", icon='INFO' if note else 'NONE')
+        except Exception as exc:  # the resolution error: shown, not raised
+            col.label(text=getattr(exc, "message", str(exc)), icon='ERROR')
+
+        # -- generation --
+        col = layout.column(align=True)
+        col.prop(settings, "steps")
+        col.prop(settings, "guidance")
+        col.prop(settings, "seed")
+        col = layout.column(align=True)
+        col.prop(settings, "context_frames")
+        col.prop(settings, "context_overlap")
+        col = layout.column()
+        _prop_with_placeholder(col, settings, "shot_name", scene.name)
+        col.prop(settings, "output_dir")
+        col.prop(settings, "import_pose_preview")
+
+        # -- state --
+        box = layout.box()
+        if state in ("starting", "running", "cancelling"):
+            draw_progress(box, progress)
+            box.operator("animate_anyone.cancel", icon='CANCEL', text="Cancel (Esc)")
+            return
+        if state == "error":
+            box.label(text=progress.message, icon='ERROR')
+            if progress.hint:
+                box.label(text=progress.hint, icon='INFO')
+        elif state == "cancelled":
+            box.label(text=progress.message, icon='CANCEL')
+        elif state == "done":
+            box.label(text=progress.message, icon='CHECKMARK')
+            row = box.row()
+            row.operator("animate_anyone.match_scene", icon='FULLSCREEN_ENTER')
+            row.operator("animate_anyone.open_folder", icon='FILE_FOLDER')
+        box.operator("animate_anyone.render", icon='RENDER_ANIMATION', text="Render Again" if state == "done" else "Render")
+        draw_engine_status(layout)
+
+
+def draw_timeline_button(self, context):
+    """Appended to the Dope Sheet header; shown in its Timeline mode only."""
+    space = context.space_data
+    if getattr(space, "mode", None) != 'TIMELINE':
+        return
+    progress = runtime.status.get(context.scene.name)
+    layout = self.layout
+    if progress is not None and progress.state in ("starting", "running", "cancelling"):
+        row = layout.row(align=True)
+        row.progress(factor=progress.factor(), type='BAR', text=progress.text())
+        row.operator("animate_anyone.cancel", icon='CANCEL', text="")
+    else:
+        layout.operator("animate_anyone.render", icon='RENDER_ANIMATION', text="Animate Anyone")
+
+
+classes = (ANIMATE_ANYONE_PT_shot,)
+
+
+def register():
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    bpy.types.DOPESHEET_HT_header.append(draw_timeline_button)
+
+
+def unregister():
+    bpy.types.DOPESHEET_HT_header.remove(draw_timeline_button)
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,55 @@
+"""The shot settings stored in the .blend (`scene.animate_anyone`)."""
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+
+
+def _is_armature(self, obj):
+    return obj.type == 'ARMATURE'
+
+
+class AnimateAnyoneShotSettings(bpy.types.PropertyGroup):
+    shot_name: StringProperty(name="Shot", description="Name of the shot's folder and strip (default: the scene's name)", default="")
+    reference_source: EnumProperty(
+        name="Reference",
+        items=[('FILE', "File", "A PNG or JPG file on disk"), ('IMAGE', "Image", "An image datablock in this file")],
+        default='FILE',
+    )
+    reference_path: StringProperty(name="Reference Image", description="The character to animate: one image, full body", subtype='FILE_PATH', default="")
+    reference_image: PointerProperty(name="Reference Image", type=bpy.types.Image)
+    armature: PointerProperty(name="Armature", description="The rig to follow (default: the active armature)", type=bpy.types.Object, poll=_is_armature)
+    bone_map: StringProperty(name="Bone Map", description="Empty = detect (Rigify, Mixamo, bundled rig); or a bundled map's name or a .json map", default="")
+    hands: BoolProperty(name="Hands", description="Draw hand keypoints when the rig has finger bones", default=False)
+    face: BoolProperty(name="Face", description="Draw face keypoints when the rig has them", default=False)
+
+    use_scene_range: BoolProperty(name="Scene Frame Range", default=True)
+    frame_start: IntProperty(name="Start", default=1, min=0)
+    frame_end: IntProperty(name="End", default=24, min=0)
+
+    use_render_resolution: BoolProperty(name="Render Resolution", description="Use the scene's render resolution, rounded to multiples of 8", default=True)
+    width: IntProperty(name="Width", default=512, min=8, soft_max=2048)
+    height: IntProperty(name="Height", default=768, min=8, soft_max=2048)
+
+    steps: IntProperty(name="Steps", description="Denoising steps (more: cleaner, slower)", default=30, min=1, soft_max=100)
+    guidance: FloatProperty(name="Guidance", description="Classifier-free guidance scale (1 = off)", default=3.5, min=1.0, soft_max=10.0)
+    seed: IntProperty(name="Seed", default=42, min=0)
+    context_frames: IntProperty(name="Context Frames", description="Frames denoised together (long shots use overlapping windows)", default=24, min=1, max=32)
+    context_overlap: IntProperty(name="Overlap", description="Frames shared by neighbouring windows", default=4, min=0, max=31)
+
+    output_dir: StringProperty(name="Output", description="Folder for the shot folders (// = next to the .blend)", subtype='DIR_PATH', default="//animate_anyone/")
+    import_pose_preview: BoolProperty(name="Skeleton Preview Strip", description="Also import the skeleton maps as a second strip", default=False)
+
+
+classes = (AnimateAnyoneShotSettings,)
+
+
+def register():
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.animate_anyone = PointerProperty(type=AnimateAnyoneShotSettings)
+
+
+def unregister():
+    del bpy.types.Scene.animate_anyone
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,83 @@
+"""The whole render of one shot, shared by the UI operator and the command-line render:
+plan (checks) -> skeleton maps -> engine job -> frames -> one VSE strip."""
+
+from __future__ import annotations
+
+from . import runtime, vse
+from .errors import AddonError
+from .preferences import engine_settings
+from .render_task import JobProgress, RenderTask
+from .shot import ShotPlan, export_poses, plan_shot
+
+
+def start_render(context, scene, engine_overrides: dict | None = None, export_progress=None) -> RenderTask:
+    """Check, export the skeleton maps (on this thread: it needs bpy), start or reuse the engine and
+    queue the job. Returns the RenderTask (not finished: pump it). Raises AddonError."""
+    if runtime.busy():
+        raise AddonError("A render is already running.", "Wait for it to finish or cancel it.")
+    plan = plan_shot(scene, context)
+    export_poses(scene, plan, progress=export_progress)
+    settings = engine_settings(context, **(engine_overrides or {}))
+    engine = runtime.engine_for(settings, log_path=plan.shot_dir / "engine.log")
+    task = RenderTask(engine, plan.job())
+    task.plan = plan
+    runtime.tasks[scene.name] = task
+    runtime.status[scene.name] = task.progress
+    return task
+
+
+def finish_render(scene, task: RenderTask, import_pose_preview: bool = False):
+    """After `done`: import the frames as one strip (and optionally the skeleton maps). Returns the strip."""
+    plan: ShotPlan = task.plan
+    progress = task.progress
+    if progress.state != "done":
+        return None
+    if len(progress.frames) != plan.frame_count:
+        progress.state = "error"
+        progress.message = f"The engine reported done but {len(progress.frames)} of {plan.frame_count} frames are in {plan.frames_dir}."
+        progress.hint = "Render again (finished frames are kept)."
+        return None
+    strip = vse.import_image_sequence(scene, progress.frames, plan.frame_start, plan.strip_name)
+    if import_pose_preview and plan.pose_paths:
+        vse.import_image_sequence(scene, plan.pose_paths, plan.frame_start, f"{plan.strip_name} skeleton", lowest_channel=strip.channel + 1)
+    progress.message += f"; strip '{strip.name}' on channel {strip.channel} at frame {plan.frame_start}"
+    task.strip_name = strip.name
+    return strip
+
+
+def fail(scene, exc: AddonError) -> JobProgress:
+    """Record an error that happened before a task existed, for the panel."""
+    progress = JobProgress(state="error", message=exc.message, hint=exc.hint, error=exc)
+    runtime.status[scene.name] = progress
+    return progress
+
+
+def render_blocking(context, scene, engine_overrides: dict | None = None, echo=print):
+    """The command-line path (Blender -b runs no timers): returns (task, strip). Raises AddonError."""
+    def export_progress(*args):
+        if len(args) >= 2:
+            echo(f"skeleton maps {args[0]}/{args[1]}")
+
+    task = start_render(context, scene, engine_overrides, export_progress=export_progress)
+    plan = task.plan
+    for note in plan.notes:
+        echo(f"note: {note}")
+    echo(f"shot '{plan.shot_name}': frames {plan.frame_start}-{plan.frame_end} at {plan.width}x{plan.height}, {len(plan.pose_paths)} skeleton maps in {plan.poses_dir}")
+    last = [None]
+
+    def on_progress(p: JobProgress):
+        line = p.text()
+        if line != last[0]:
+            echo(f"[{p.factor() * 100:5.1f}%] {line}")
+            last[0] = line
+
+    progress = task.run_blocking(on_progress)
+    if progress.state == "error":
+        raise progress.error or AddonError(progress.message, progress.hint)
+    if progress.state == "cancelled":
+        raise progress.error
+    strip = finish_render(scene, task, scene.animate_anyone.import_pose_preview)
+    if strip is None:
+        raise AddonError(progress.message, progress.hint)
+    echo(progress.message)
+    return task, strip

@@ -1,0 +1,226 @@
+"""One render job's life on the client side: wait for the engine, send the job, follow its events.
+
+No bpy here: `RenderTask.pump()` is called on Blender's main thread (by the modal operator's
+timer, or in a blocking loop on the command line) and only updates `RenderTask.progress`, which the
+panel draws. Importing the finished frames into the VSE is the caller's business.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .engine_client import EXIT_EVENT, EngineProcess
+from .errors import AddonError, Cancelled, EngineCrashed, EngineJobFailed, EngineStartFailed
+
+FRAME_GLOB = "frame_*.png"
+# Share of the progress bar per engine stage (denoising dominates).
+_STAGE_SPAN = {"starting": (0.0, 0.02), "prepare": (0.02, 0.04), "reference": (0.04, 0.06), "denoise": (0.06, 0.92), "decode": (0.92, 1.0)}
+
+
+@dataclass
+class JobProgress:
+    """What the panel shows. `state`: idle, starting, running, cancelling, done, error, cancelled."""
+
+    state: str = "idle"
+    stage: str = ""
+    step: int = 0
+    total: int = 0
+    frames_done: int = 0
+    frames_total: int = 0
+    resumed_frames: int = 0
+    eta_s: float | None = None
+    elapsed_s: float = 0.0
+    message: str = ""
+    hint: str = ""
+    output: str = ""
+    video: str | None = None
+    frames: list[str] = field(default_factory=list)
+    error: AddonError | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("done", "error", "cancelled")
+
+    def factor(self) -> float:
+        if self.state == "done":
+            return 1.0
+        lo, hi = _STAGE_SPAN.get(self.stage or "starting", (0.0, 1.0))
+        within = self.step / self.total if self.total else 0.0
+        return max(0.0, min(1.0, lo + (hi - lo) * within))
+
+    def text(self) -> str:
+        if self.state == "starting":
+            return "Starting the engine (loading weights)..."
+        if self.state in ("running", "cancelling"):
+            parts = [self.stage.capitalize() or "Working"]
+            if self.total:
+                parts.append(f"step {self.step}/{self.total}")
+            parts.append(f"frames {self.frames_done}/{self.frames_total}")
+            if self.eta_s is not None:
+                parts.append(f"ETA {format_seconds(self.eta_s)}")
+            text = ", ".join(parts)
+            return "Cancelling... " + text if self.state == "cancelling" else text
+        return self.message
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def frames_on_disk(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    return sorted(folder.glob(FRAME_GLOB)) if folder.is_dir() else []
+
+
+class RenderTask:
+    """Drive one `job` message through an engine (started or already serving)."""
+
+    def __init__(self, engine: EngineProcess, job: dict):
+        self.engine = engine
+        self.job = job
+        self.job_id = job["id"]
+        self.output = Path(job["output"])
+        self.progress = JobProgress(state="starting", output=str(self.output), frames_total=len(job["poses"]) if isinstance(job["poses"], list) else 0)
+        self._started = time.monotonic()
+        self._sent = False
+        if engine.hello is not None:
+            self._send_job()
+
+    # -- commands ---------------------------------------------------------------------------------
+    def cancel(self) -> None:
+        """Ask the engine to stop (honoured within one denoising step); frames on disk stay."""
+        if self.progress.finished:
+            return
+        if not self._sent:
+            self.engine.shutdown(5)
+            self._finish_cancelled(0)
+            return
+        self.progress.state = "cancelling"
+        try:
+            self.engine.send({"type": "cancel", "id": self.job_id})
+        except AddonError as exc:
+            self._fail(exc)
+
+    def pump(self, timeout: float | None = None) -> JobProgress:
+        """Handle the engine's events. With a timeout, wait up to that long for the first one."""
+        if self.progress.finished:
+            return self.progress
+        events = []
+        if timeout is not None:
+            first = self.engine.next_event(timeout)
+            if first is not None:
+                events.append(first)
+        events += self.engine.poll()
+        for event in events:
+            try:
+                self.handle(event)
+            except AddonError as exc:
+                self._fail(exc)
+            if self.progress.finished:
+                break
+        self.progress.elapsed_s = time.monotonic() - self._started
+        return self.progress
+
+    def run_blocking(self, on_progress=None, poll_s: float = 0.5) -> JobProgress:
+        """Pump until the job ends (command-line renders and tests; Blender's -b mode runs no timers)."""
+        while not self.progress.finished:
+            self.pump(timeout=poll_s)
+            if on_progress is not None:
+                on_progress(self.progress)
+        return self.progress
+
+    # -- events -----------------------------------------------------------------------------------
+    def handle(self, event: dict) -> None:
+        kind = event.get("type")
+        p = self.progress
+        if not self._sent:
+            hello = self.engine.handle_startup_event(event)  # raises EngineStartFailed on error/exit
+            if hello is not None:
+                self._send_job()
+            return
+        if kind == EXIT_EVENT:
+            self._engine_died(event)
+            return
+        if event.get("id") not in (self.job_id, None):
+            return  # another job's late event
+        if kind == "accepted":
+            p.state = "running" if p.state != "cancelling" else p.state
+            p.frames_total = event.get("frames", p.frames_total)
+            p.resumed_frames = event.get("resumed_frames", 0)
+            p.frames_done = p.resumed_frames
+        elif kind == "progress":
+            p.stage = event.get("stage", p.stage)
+            p.step = event.get("step", 0)
+            p.total = event.get("total", 0)
+            p.frames_done = max(p.frames_done, event.get("frames_done", 0))
+            p.frames_total = event.get("frames_total", p.frames_total)
+            p.eta_s = event.get("eta_s")
+        elif kind == "frame":
+            p.frames_done = max(p.frames_done, event.get("index", 0))
+        elif kind == "done":
+            p.state = "done"
+            p.frames = [str(f) for f in frames_on_disk(self.output)]
+            p.frames_done = len(p.frames)
+            p.video = event.get("video")
+            p.message = f"Done: {len(p.frames)} frames in {self.output}" + (f" ({event['elapsed_s']:.0f} s)" if event.get("elapsed_s") is not None else "")
+        elif kind == "cancelled":
+            self._finish_cancelled(len(frames_on_disk(self.output)))
+        elif kind == "error":
+            if event.get("id") is None and event.get("code") == "bad_request":
+                return  # an answer to a stray line (e.g. a late cancel), not to our job
+            kept = self._kept_note()
+            hint = event.get("hint", "")
+            if event.get("code") == "out_of_memory":
+                hint = (hint + " " if hint else "") + "Lower the resolution, the context window or the decode batch, or use fp16 on a GPU."
+            raise EngineJobFailed(f"The engine failed: {event.get('message', '(no message)')}{kept}", hint.strip(), engine_code=event.get("code", ""))
+
+    # -- internals --------------------------------------------------------------------------------
+    def _send_job(self) -> None:
+        self.engine.send(self.job)
+        self._sent = True
+        if self.progress.state == "starting":
+            self.progress.state = "running"
+            self.progress.stage = "prepare"
+
+    def _kept_note(self) -> str:
+        kept = len(frames_on_disk(self.output))
+        return f" {kept} frame(s) already written are kept in {self.output}." if kept else ""
+
+    def _engine_died(self, event: dict) -> None:
+        code = event.get("returncode")
+        why = "killed (often: the system ran out of memory)" if code in (-9, 137) else f"exit code {code}"
+        last = ""
+        for line in reversed(event.get("log_tail") or []):
+            if line.strip():
+                last = f" Its last log line: {line.strip()}"
+                break
+        raise EngineCrashed(
+            f"The engine stopped in the middle of the job ({why}).{self._kept_note()}{last}",
+            "Render again to resume from the frames and checkpoint on disk; if it keeps failing, lower the "
+            "resolution or context window. " + self.engine.log_hint(),
+        )
+
+    def _finish_cancelled(self, kept: int) -> None:
+        p = self.progress
+        p.state = "cancelled"
+        p.message = f"Cancelled. {kept} frame(s) on disk are kept; render again to resume."
+        p.error = Cancelled(p.message)
+
+    def _fail(self, exc: AddonError) -> None:
+        p = self.progress
+        p.state = "error"
+        p.error = exc
+        p.message = exc.message
+        p.hint = exc.hint
+
+
+__all__ = ["JobProgress", "RenderTask", "EngineStartFailed", "frames_on_disk", "format_seconds"]

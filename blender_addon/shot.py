@@ -1,0 +1,221 @@
+"""From the scene and its shot settings to a job: checks, skeleton maps, the `job` message.
+
+Data flows one way: scene + settings -> ShotPlan (checked) -> skeleton maps on disk -> job dict.
+Every check raises an AddonError naming what is wrong and what to do.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import bpy
+
+from .errors import (AddonError, FrameRangeError, NoArmature, NoCamera, OutputFolderError, PoseExportFailed,
+                     ReferenceImageError, ResolutionError)
+
+DEFAULT_OUTPUT = "//animate_anyone/"
+
+
+@dataclass
+class ShotPlan:
+    """Everything one render needs, resolved to absolute paths and plain numbers."""
+
+    scene_name: str
+    shot_name: str
+    armature_name: str
+    frame_start: int
+    frame_end: int
+    width: int
+    height: int
+    reference: Path
+    shot_dir: Path
+    steps: int = 30
+    guidance: float = 3.5
+    seed: int = 42
+    context_frames: int = 24
+    context_overlap: int = 4
+    fps: float = 24.0
+    notes: list[str] = field(default_factory=list)
+    pose_paths: list[str] = field(default_factory=list)
+
+    @property
+    def frame_count(self) -> int:
+        return self.frame_end - self.frame_start + 1
+
+    @property
+    def poses_dir(self) -> Path:
+        return self.shot_dir / "poses"
+
+    @property
+    def frames_dir(self) -> Path:
+        return self.shot_dir / "frames"
+
+    @property
+    def strip_name(self) -> str:
+        return f"AA {self.shot_name}"
+
+    def job(self, video: bool = True) -> dict:
+        """The protocol's `job` message (docs/protocol.md)."""
+        if not self.pose_paths:
+            raise AddonError("The skeleton maps have not been written yet.", "This is a bug: export the poses before sending the job.")
+        return {
+            "type": "job", "id": f"{self.shot_name}-{time.time_ns() // 1_000_000}",
+            "reference": str(self.reference), "poses": list(self.pose_paths), "output": str(self.frames_dir),
+            "width": self.width, "height": self.height, "steps": self.steps, "guidance": self.guidance, "seed": self.seed,
+            "context_frames": self.context_frames, "context_overlap": self.context_overlap, "fps": self.fps, "video": video,
+        }
+
+
+# -- the checks -----------------------------------------------------------------------------------
+def round_to_8(value: float) -> int:
+    return max(8, int(round(value / 8.0)) * 8)
+
+
+def shot_resolution(scene, settings) -> tuple[int, int, str]:
+    """(width, height, note): the render resolution rounded to multiples of 8, or the custom one checked."""
+    if settings.use_render_resolution:
+        r = scene.render
+        raw_w = r.resolution_x * r.resolution_percentage / 100.0
+        raw_h = r.resolution_y * r.resolution_percentage / 100.0
+        w, h = round_to_8(raw_w), round_to_8(raw_h)
+        note = ""
+        if (w, h) != (int(raw_w), int(raw_h)):
+            note = f"Render size {int(raw_w)}x{int(raw_h)} rounded to {w}x{h} (multiples of 8)."
+        return w, h, note
+    w, h = settings.width, settings.height
+    if w % 8 or h % 8 or w <= 0 or h <= 0:
+        raise ResolutionError(
+            f"The resolution {w}x{h} is not a multiple of 8.",
+            f"The model works on 8x8-pixel cells: use {round_to_8(w)}x{round_to_8(h)}, or switch on 'Render Resolution' (rounded for you).",
+        )
+    return w, h, ""
+
+
+def shot_armature(scene, settings, context=None):
+    if settings.armature is not None:
+        if settings.armature.name not in scene.objects:
+            raise NoArmature(f"The armature '{settings.armature.name}' is not in scene '{scene.name}'.", "Pick an armature of this scene in 'Armature'.")
+        return settings.armature
+    active = getattr(context, "active_object", None) if context is not None else None
+    if active is not None and active.type == 'ARMATURE' and active.name in scene.objects:
+        return active
+    armatures = [o for o in scene.objects if o.type == 'ARMATURE']
+    if len(armatures) == 1:
+        return armatures[0]
+    if not armatures:
+        raise NoArmature(f"Scene '{scene.name}' has no armature to follow.", "Add a rig (Rigify, Mixamo or the bundled one) and pick it in 'Armature'.")
+    names = ", ".join(sorted(o.name for o in armatures))
+    raise NoArmature(f"Scene '{scene.name}' has several armatures ({names}) and none is chosen.", "Pick one in 'Armature', or make it the active object.")
+
+
+def shot_reference(scene, settings, shot_dir: Path) -> Path:
+    if settings.reference_source == 'IMAGE':
+        image = settings.reference_image
+        if image is None:
+            raise ReferenceImageError("No reference image is chosen.", "Pick an image datablock in 'Reference Image', or switch to 'File'.")
+        path = Path(bpy.path.abspath(image.filepath, library=image.library)) if image.filepath else None
+        if path is not None and path.is_file() and not image.packed_file and not image.is_dirty:
+            _check_readable(path)
+            return path
+        if not image.has_data and tuple(image.size) == (0, 0):
+            raise ReferenceImageError(f"The reference image '{image.name}' has no pixels Blender can read.", "Reload it (Image > Reload) or pick a PNG/JPG file.")
+        copy = shot_dir / "reference.png"
+        try:
+            image.save_render(str(copy), scene=scene)
+        except RuntimeError as exc:
+            raise ReferenceImageError(f"The reference image '{image.name}' could not be saved for the engine ({exc}).", "Pick a PNG/JPG file instead.") from exc
+        return copy
+    if not settings.reference_path:
+        raise ReferenceImageError("No reference image is set.", "Choose a PNG or JPG of the character (full body, plain background works best).")
+    path = Path(bpy.path.abspath(settings.reference_path))
+    if not path.is_file():
+        raise ReferenceImageError(f"The reference image {path} does not exist.", "Choose an existing PNG or JPG file in 'Reference Image'.")
+    _check_readable(path)
+    return path
+
+
+def _check_readable(path: Path) -> None:
+    try:
+        image = bpy.data.images.load(str(path), check_existing=False)
+    except RuntimeError as exc:
+        raise ReferenceImageError(f"The reference image {path} cannot be read: {str(exc).strip()}.", "Save it again as PNG or JPG.") from exc
+    try:
+        readable = image.size[0] > 0 and image.size[1] > 0
+    finally:
+        bpy.data.images.remove(image)
+    if not readable:
+        raise ReferenceImageError(f"The reference image {path} cannot be read (not an image Blender understands, or damaged).", "Save it again as PNG or JPG.")
+
+
+def shot_folder(settings, shot_name: str) -> tuple[Path, str]:
+    """The shot's folder, created and checked writable; plus a note when it had to fall back."""
+    base = settings.output_dir or DEFAULT_OUTPUT
+    note = ""
+    if base.startswith("//") and not bpy.data.filepath:
+        base = str(Path(tempfile.gettempdir()) / "animate_anyone")
+        note = f"The .blend is not saved: output goes to {base}."
+    shot_dir = Path(bpy.path.abspath(base)) / shot_name
+    probe = shot_dir / ".write_test"
+    try:
+        shot_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputFolderError(
+            f"The output folder {shot_dir} is not writable ({exc.strerror or exc}).",
+            "Pick another folder in 'Output' (// = next to the .blend), or fix its permissions.",
+        ) from exc
+    return shot_dir, note
+
+
+def plan_shot(scene, context=None, settings=None) -> ShotPlan:
+    """Check the scene and settings; returns a ShotPlan (nothing exported yet)."""
+    settings = settings or scene.animate_anyone
+    if scene.camera is None:
+        raise NoCamera(
+            f"Scene '{scene.name}' has no active camera.",
+            "The skeleton maps show the rig as the camera sees it: add a camera and set it as the scene camera (Scene properties > Camera).",
+        )
+    armature = shot_armature(scene, settings, context)
+    start, end = (scene.frame_start, scene.frame_end) if settings.use_scene_range else (settings.frame_start, settings.frame_end)
+    if end < start:
+        raise FrameRangeError(f"The frame range {start}-{end} is empty.", "Set an end frame at or after the start frame.")
+    width, height, res_note = shot_resolution(scene, settings)
+    shot_name = bpy.path.clean_name(settings.shot_name or scene.name)
+    shot_dir, out_note = shot_folder(settings, shot_name)
+    reference = shot_reference(scene, settings, shot_dir)
+    fps = scene.render.fps / (scene.render.fps_base or 1.0)
+    return ShotPlan(
+        scene_name=scene.name, shot_name=shot_name, armature_name=armature.name, frame_start=start, frame_end=end,
+        width=width, height=height, reference=reference, shot_dir=shot_dir,
+        steps=settings.steps, guidance=settings.guidance, seed=settings.seed,
+        context_frames=settings.context_frames, context_overlap=min(settings.context_overlap, settings.context_frames - 1), fps=round(fps, 3),
+        notes=[n for n in (res_note, out_note) if n],
+    )
+
+
+def export_poses(scene, plan: ShotPlan, settings=None, progress=None) -> list[str]:
+    """Write the skeleton maps and keypoint track into plan.poses_dir; fills plan.pose_paths."""
+    from .skeleton import export as skeleton_export
+
+    settings = settings or scene.animate_anyone
+    armature = scene.objects[plan.armature_name]
+    try:
+        result = skeleton_export.export_shot(
+            scene, armature, str(plan.poses_dir), plan.frame_start, plan.frame_end, plan.width, plan.height,
+            bone_map=settings.bone_map or None, hands=settings.hands, face=settings.face, progress=progress,
+        )
+    except AddonError:
+        raise
+    except Exception as exc:
+        if hasattr(exc, "message"):  # the pose export's own error types: message + hint
+            raise PoseExportFailed(exc.message, getattr(exc, "hint", "")) from exc
+        raise
+    plan.pose_paths = [str(p) for p in result.map_paths]
+    missing = getattr(result, "missing_keypoints", None)
+    if missing:
+        plan.notes.append(f"Not drawn (unmapped or out of view): {', '.join(map(str, list(missing)[:8]))}.")
+    return plan.pose_paths
