@@ -1,0 +1,108 @@
+"""Shared pieces of the add-on tests (real bpy, real engine subprocess, real files)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+REFERENCE = EXAMPLES / "reference.png"
+ADDON = "blender_addon"
+
+
+def engine_python() -> str:
+    """The engine env's python: $AA_ENGINE_PYTHON (set by scripts/test.sh) or .venv/engine."""
+    path = os.environ.get("AA_ENGINE_PYTHON") or str(ROOT / ".venv" / "engine" / "bin" / "python")
+    if not Path(path).is_file():
+        pytest.fail(f"No engine environment at {path}: run `bash scripts/setup_env.sh engine` or set AA_ENGINE_PYTHON.")
+    return path
+
+
+def _raise(exc):
+    raise exc
+
+
+def enable_addon():
+    import addon_utils
+
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return addon_utils.enable(ADDON, default_set=True, handle_error=_raise)
+
+
+def disable_addon():
+    import addon_utils
+
+    addon_utils.disable(ADDON, default_set=True, handle_error=_raise)
+
+
+@contextlib.contextmanager
+def addon_enabled():
+    module = enable_addon()
+    try:
+        yield module
+    finally:
+        disable_addon()
+
+
+def set_engine_preferences(python: str, weights: str = "random-tiny", device: str = "cpu"):
+    from blender_addon.preferences import get_preferences
+
+    prefs = get_preferences()
+    prefs.engine_python = python
+    prefs.weights = weights
+    prefs.device = device
+    return prefs
+
+
+def simple_shot_scene(tmp_path: Path, camera: bool = True, armature: bool = True, frames: int = 4,
+                      width: int = 64, height: int = 96):
+    """A fresh file: camera looking at a small armature, render size, frame range, shot settings
+    pointing at the example reference and a tmp output folder."""
+    import bpy
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = width, height, 100
+    scene.frame_start, scene.frame_end = 1, frames
+    if camera:
+        cam = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+        scene.collection.objects.link(cam)
+        cam.location = (0.0, -6.0, 1.0)
+        cam.rotation_euler = (1.5708, 0.0, 0.0)
+        scene.camera = cam
+    if armature:
+        data = bpy.data.armatures.new("Rig")
+        rig = bpy.data.objects.new("Rig", data)
+        scene.collection.objects.link(rig)
+    settings = scene.animate_anyone
+    settings.reference_path = str(REFERENCE)
+    settings.output_dir = str(tmp_path / "out") + os.sep
+    settings.steps = 2
+    return scene
+
+
+def example_poses(tmp_path: Path, count: int) -> list[str]:
+    """`count` skeleton maps copied from examples/poses (for engine-side tests without a rig)."""
+    folder = tmp_path / "poses"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, src in enumerate(sorted((EXAMPLES / "poses").glob("*.png"))[:count], start=1):
+        dst = folder / f"pose_{i:05d}.png"
+        shutil.copyfile(src, dst)
+        out.append(str(dst))
+    return out
+
+
+def job_message(tmp_path: Path, count: int = 4, width: int = 64, height: int = 64, **extra) -> dict:
+    job = {"type": "job", "id": f"test-{tmp_path.name}", "reference": str(REFERENCE), "poses": example_poses(tmp_path, count),
+           "output": str(tmp_path / "frames"), "width": width, "height": height, "steps": 2, "guidance": 2.0, "seed": 1,
+           "context_frames": 8, "context_overlap": 2}
+    job.update(extra)
+    return job

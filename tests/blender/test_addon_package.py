@@ -1,0 +1,78 @@
+"""The extension manifest validates with Blender's own validator; the built zip installs with
+Blender's extension machinery and enables."""
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from _addon_helpers import ROOT
+
+
+def blender_ext() -> Path:
+    import bpy
+
+    path = Path(bpy.utils.system_resource('SCRIPTS')) / "addons_core" / "bl_pkg" / "cli" / "blender_ext.py"
+    assert path.is_file(), f"blender_ext.py not found in the bpy wheel at {path}"
+    return path
+
+
+def test_manifest_validates_with_blenders_validator():
+    done = subprocess.run([sys.executable, str(blender_ext()), "validate", str(ROOT / "blender_addon")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Success" in done.stdout
+
+
+def test_bl_info_matches_the_manifest_version():
+    import tomllib
+
+    import blender_addon
+
+    manifest = tomllib.loads((ROOT / "blender_addon" / "blender_manifest.toml").read_text())
+    assert ".".join(map(str, blender_addon.bl_info["version"])) == manifest["version"]
+    assert blender_addon.bl_info["blender"] >= (4, 2, 0)
+
+
+def test_build_script_zip_validates_and_carries_the_bone_maps(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_addon.py"), "--out", str(tmp_path), "--validate"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    zip_path = Path(done.stdout.splitlines()[0])
+    names = zipfile.ZipFile(zip_path).namelist()
+    assert "blender_manifest.toml" in names and "__init__.py" in names and "operators.py" in names
+    assert not any("__pycache__" in n for n in names)
+    for bone_map in sorted((ROOT / "rigs" / "bone_maps").glob("*.json")):
+        assert f"skeleton/bone_maps/{bone_map.name}" in names
+    if (ROOT / "blender_addon" / "skeleton" / "export.py").is_file():
+        assert "skeleton/export.py" in names
+
+
+INSTALL = """
+import os, sys
+import bpy, addon_utils
+result = bpy.ops.extensions.package_install_files(filepath=sys.argv[1], repo="user_default", enable_on_install=True)
+enabled = [a.module for a in bpy.context.preferences.addons]
+ok = result == {'FINISHED'} and "bl_ext.user_default.animate_anyone" in enabled and hasattr(bpy.types.Scene, "animate_anyone")
+import importlib
+prefs = importlib.import_module("bl_ext.user_default.animate_anyone.preferences")
+print("user folder", prefs.user_folder())
+addon_utils.disable("bl_ext.user_default.animate_anyone", default_set=True)
+ok = ok and not hasattr(bpy.types.Scene, "animate_anyone")
+print("INSTALLED" if ok else f"FAILED {result} {enabled}")
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+@pytest.mark.slow
+def test_built_zip_installs_and_enables_as_an_extension(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_addon.py"), "--out", str(tmp_path / "dist")], capture_output=True, text=True)
+    zip_path = done.stdout.splitlines()[0]
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user"))  # keep the real user folder clean
+    done = subprocess.run([sys.executable, "-c", INSTALL, zip_path], capture_output=True, text=True, env=env, timeout=300)
+    assert "INSTALLED" in done.stdout, done.stdout + done.stderr
+    assert (tmp_path / "user" / "extensions" / "user_default" / "animate_anyone" / "blender_manifest.toml").is_file()
+    assert str(tmp_path / "user") in done.stdout  # extension_path_user resolves inside the user folder

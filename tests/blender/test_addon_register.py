@@ -1,0 +1,56 @@
+import subprocess
+import sys
+
+import pytest
+
+from _addon_helpers import ROOT, addon_enabled, disable_addon, enable_addon, engine_python
+
+
+def test_addon_registers_and_unregisters_twice_in_a_row(empty_blend):
+    import bpy
+
+    for _ in range(2):
+        enable_addon()
+        assert hasattr(bpy.types.Scene, "animate_anyone")
+        assert hasattr(bpy.ops.animate_anyone, "render")
+        assert bpy.types.Panel.bl_rna_get_subclass_py("ANIMATE_ANYONE_PT_shot") is not None
+        assert "blender_addon" in bpy.context.preferences.addons
+        assert empty_blend.animate_anyone.steps == 30
+        disable_addon()
+        assert not hasattr(bpy.types.Scene, "animate_anyone")
+        assert bpy.types.Panel.bl_rna_get_subclass_py("ANIMATE_ANYONE_PT_shot") is None
+        assert "blender_addon" not in bpy.context.preferences.addons
+
+
+def test_direct_register_unregister_without_the_addon_system(empty_blend):
+    import bpy
+
+    import blender_addon
+
+    for _ in range(2):
+        blender_addon.register()
+        assert hasattr(bpy.types.Scene, "animate_anyone")
+        blender_addon.unregister()
+        assert not hasattr(bpy.types.Scene, "animate_anyone")
+
+
+def test_unregister_stops_a_running_engine(empty_blend):
+    from blender_addon import runtime
+    from blender_addon.engine_client import EngineSettings
+
+    with addon_enabled():
+        engine = runtime.engine_for(EngineSettings(engine_python(), "random-tiny", "cpu"))
+        engine.wait_hello(300)
+        assert engine.alive
+    assert not engine.alive  # disable_addon -> unregister -> runtime.reset
+
+
+def test_package_imports_without_bpy():
+    """The engine imports blender_addon.skeleton.draw; the package must not need bpy."""
+    modules = ["blender_addon", "blender_addon.errors", "blender_addon.engine_client", "blender_addon.render_task", "blender_addon.runtime"]
+    if (ROOT / "blender_addon" / "skeleton" / "__init__.py").is_file():
+        modules.append("blender_addon.skeleton")
+    code = "import importlib, sys\nfor m in sys.argv[1:]: importlib.import_module(m)\nassert 'bpy' not in sys.modules\nprint('ok')"
+    done = subprocess.run([engine_python(), "-c", code, *modules], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
