@@ -71,7 +71,7 @@ class ShotPlan:
 
 # -- the checks -----------------------------------------------------------------------------------
 def round_to_8(value: float) -> int:
-    return max(8, int(round(value / 8.0)) * 8)
+    return max(8, int(value / 8.0 + 0.5) * 8)  # halves round up (500 -> 504)
 
 
 def shot_resolution(scene, settings) -> tuple[int, int, str]:

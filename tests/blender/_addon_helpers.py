@@ -29,6 +29,7 @@ def _raise(exc):
 
 
 def enable_addon():
+    import bpy  # noqa: F401 - addon_utils is importable once bpy is
     import addon_utils
 
     if str(ROOT) not in sys.path:
@@ -37,6 +38,7 @@ def enable_addon():
 
 
 def disable_addon():
+    import bpy  # noqa: F401 - addon_utils is importable once bpy is
     import addon_utils
 
     addon_utils.disable(ADDON, default_set=True, handle_error=_raise)
@@ -44,6 +46,11 @@ def disable_addon():
 
 @contextlib.contextmanager
 def addon_enabled():
+    """A fresh empty file with the add-on enabled (read_factory_settings would disable it, so it
+    comes first), disabled again afterwards."""
+    import bpy
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
     module = enable_addon()
     try:
         yield module
@@ -63,11 +70,10 @@ def set_engine_preferences(python: str, weights: str = "random-tiny", device: st
 
 def simple_shot_scene(tmp_path: Path, camera: bool = True, armature: bool = True, frames: int = 4,
                       width: int = 64, height: int = 96):
-    """A fresh file: camera looking at a small armature, render size, frame range, shot settings
-    pointing at the example reference and a tmp output folder."""
+    """In the current (fresh) file: a camera looking at a small armature, render size, frame range,
+    shot settings pointing at the example reference and a tmp output folder."""
     import bpy
 
-    bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
     scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = width, height, 100
     scene.frame_start, scene.frame_end = 1, frames
