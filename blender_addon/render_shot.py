@@ -16,9 +16,10 @@ def start_render(context, scene, engine_overrides: dict | None = None, export_pr
     if runtime.busy():
         raise AddonError("A render is already running.", "Wait for it to finish or cancel it.")
     plan = plan_shot(scene, context)
-    export_poses(scene, plan, progress=export_progress)
+    # Start the engine first: a wrong interpreter fails fast, and the weights load while the maps are drawn.
     settings = engine_settings(context, **(engine_overrides or {}))
     engine = runtime.engine_for(settings, log_path=plan.shot_dir / "engine.log")
+    export_poses(scene, plan, progress=export_progress)
     task = RenderTask(engine, plan.job())
     task.plan = plan
     runtime.tasks[scene.name] = task

@@ -92,6 +92,8 @@ class RenderTask:
         self.progress = JobProgress(state="starting", output=str(self.output), frames_total=len(job["poses"]) if isinstance(job["poses"], list) else 0)
         self._started = time.monotonic()
         self._sent = False
+        self._resend_at: float | None = None  # after a `busy` answer (the previous job still winding down)
+        self._busy_retries = 0
         if engine.hello is not None:
             self._send_job()
 
@@ -120,6 +122,12 @@ class RenderTask:
             if first is not None:
                 events.append(first)
         events += self.engine.poll()
+        if self._resend_at is not None and time.monotonic() >= self._resend_at:
+            self._resend_at = None
+            try:
+                self.engine.send(self.job)
+            except AddonError as exc:
+                self._fail(exc)
         for event in events:
             try:
                 self.handle(event)
@@ -177,6 +185,11 @@ class RenderTask:
         elif kind == "error":
             if event.get("id") is None and event.get("code") == "bad_request":
                 return  # an answer to a stray line (e.g. a late cancel), not to our job
+            if event.get("code") == "busy" and self._busy_retries < 50:
+                # The engine sends done/cancelled just before its worker thread ends: try again shortly.
+                self._busy_retries += 1
+                self._resend_at = time.monotonic() + 0.1
+                return
             kept = self._kept_note()
             hint = event.get("hint", "")
             if event.get("code") == "out_of_memory":
