@@ -67,6 +67,8 @@ def render_blocking(context, scene, engine_overrides: dict | None = None, echo=p
     last = [None]
 
     def on_progress(p: JobProgress):
+        if p.finished:
+            return
         line = p.text()
         if line != last[0]:
             echo(f"[{p.factor() * 100:5.1f}%] {line}")

@@ -137,3 +137,33 @@ def test_cancel_stops_the_job_and_says_frames_are_kept(tmp_path):
         assert result.state == "done", result.message
     finally:
         engine.shutdown()
+
+
+def test_engine_setup_refuses_a_wrong_source_before_creating_anything(tmp_path):
+    from blender_addon import runtime
+    from blender_addon.engine_setup import set_up_engine_env
+
+    status = runtime.BackgroundStatus()
+    status.run(lambda s: set_up_engine_env(tmp_path / "env", str(tmp_path), s))
+    status.join(60)
+    assert status.state == "error"
+    assert status.message == f"{tmp_path} is not the Animate Anyone project: it lacks pyproject.toml or the aa_engine package."
+    assert not (tmp_path / "env").exists()
+
+
+@pytest.mark.slow
+def test_engine_setup_creates_the_env_and_reports_a_failed_install(tmp_path):
+    """A real venv, a real pip that cannot reach an index: the message says what failed."""
+    from blender_addon import runtime
+    from blender_addon.engine_setup import set_up_engine_env, venv_python
+
+    from _addon_helpers import ROOT
+
+    status = runtime.BackgroundStatus()
+    status.run(lambda s: set_up_engine_env(tmp_path / "env", str(ROOT), s, pip_args=("--no-index", "--no-cache-dir")))
+    status.join(300)
+    assert venv_python(tmp_path / "env").is_file()
+    assert status.state == "error"
+    assert status.message.startswith("Installing torch failed: ERROR: ")
+    assert "torch" in status.message
+    assert any(line.startswith("$ ") and "pip install" in line for line in status.lines)
