@@ -1,0 +1,48 @@
+"""The `train` command: `python -m aa_engine train --stage vae|image|motion --out DIR ...` (docs/default_model.md)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+
+from aa_engine.training.config import TrainConfig
+
+HELP = {
+    "stage": "vae (the small VAE, first), image (stage 1: UNets + pose guider), motion (stage 2: motion modules)",
+    "out": "run folder: checkpoints/, samples/, log.jsonl, model/ (the final weights)",
+    "init": "checkpoint folder of the previous stage (its out/model), required for image and motion",
+    "arch": "architecture when starting from scratch: small (the default model's) or tiny",
+    "frames": "frames per training sample: 1 for vae/image, a clip length (e.g. 8) for motion",
+    "snr_gamma": "min-SNR-gamma loss weighting; 0 = off (plain v-prediction MSE)",
+    "cpu": "train on the CPU even if a GPU is available",
+}
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        value = getattr(defaults, f.name)
+        if isinstance(value, bool):
+            parser.add_argument(flag, action="store_true", help=HELP.get(f.name, ""))
+        else:
+            kind = int if isinstance(value, int) else float if isinstance(value, float) else str
+            parser.add_argument(flag, type=kind, default=value, required=f.name in ("stage", "out"),
+                                help=HELP.get(f.name, f"(default {value})"))
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--no-resume", action="store_true", help="start over even if out/checkpoints/ has a checkpoint")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from aa_engine.training.trainer import train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    logging.getLogger("aa_engine").setLevel(logging.INFO)
+    result = train(config, resume=not args.no_resume)
+    print(f"stage {config.stage}: {result.steps} steps in {result.seconds:.0f} s, last loss {result.final_loss:.4f}; weights in {result.model_dir}")
+    return 0

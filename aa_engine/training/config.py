@@ -1,0 +1,100 @@
+"""Training settings (one dataclass; the `train` command's flags map onto it one to one)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from aa_engine.config import TINY_CLIP, ModelConfig
+
+# The shipped default model's architecture: the tiny test model's UNet (32/64 channels, one
+# cross-attention level), a 4-level VAE (8x down) a little wider than the tiny one.
+SMALL_UNET = {
+    "sample_size": 12,
+    "in_channels": 4,
+    "out_channels": 4,
+    "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+    "block_out_channels": [32, 64],
+    "layers_per_block": 1,
+    "cross_attention_dim": 32,
+    "attention_head_dim": 8,
+    "norm_num_groups": 32,
+}
+SMALL_VAE = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "block_out_channels": [16, 32, 64, 64],
+    "layers_per_block": 1,
+    "latent_channels": 4,
+    "norm_num_groups": 8,
+    "sample_size": 96,
+    "scaling_factor": 0.18215,  # replaced by 1/std of the trained VAE's latents after the vae stage
+}
+
+
+def small_model_config() -> ModelConfig:
+    return ModelConfig(
+        unet=dict(SMALL_UNET), vae=dict(SMALL_VAE), image_encoder=dict(TINY_CLIP),
+        pose_guider_channels=(16, 16, 32, 32), name="aa-default-small",
+    )
+
+
+ARCHITECTURES = {"small": small_model_config, "tiny": ModelConfig.tiny}
+
+
+@dataclass
+class TrainConfig:
+    stage: str = "image"  # vae | image | motion
+    out: str = "runs/default"
+    init: str | None = None  # checkpoint folder to start from (required for image and motion)
+    arch: str = "small"  # architecture when starting from scratch (vae stage without --init)
+    steps: int = 1000
+    batch_size: int = 16
+    frames: int = 1  # frames per sample: 1 for image-level stages, a clip length for motion
+    width: int = 64
+    height: int = 96
+    lr: float = 5e-4
+    warmup: int = 50
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    seed: int = 0
+    noise_offset: float = 0.05
+    snr_gamma: float = 0.0  # 0 = plain v-prediction MSE; 5 = the re-implementation's min-SNR
+    condition_dropout: float = 0.1
+    kl_weight: float = 1e-4
+    checkpoint_every: int = 200
+    sample_every: int = 500
+    sample_steps: int = 20
+    log_every: int = 10
+    cpu: bool = False
+
+    def validate(self) -> None:
+        from aa_engine.errors import BadRequest
+
+        if self.stage not in ("vae", "image", "motion"):
+            raise BadRequest(f"Unknown stage {self.stage!r}.", "Use --stage vae, then image, then motion.")
+        if self.stage != "vae" and not self.init:
+            raise BadRequest(f"The {self.stage} stage needs --init: the checkpoint of the previous stage.",
+                             "Train the VAE first (--stage vae), then pass its out/model folder as --init.")
+        if self.width % 8 or self.height % 8 or self.width <= 0 or self.height <= 0:
+            raise BadRequest(f"--width/--height must be positive multiples of 8 (got {self.width}x{self.height}).")
+        if self.stage == "motion" and self.frames < 2:
+            raise BadRequest("The motion stage trains on clips: --frames must be at least 2.", "8 or 16 is typical.")
+        if self.stage == "image" and self.frames != 1:
+            raise BadRequest("The image stage trains on single frames: use --frames 1.")
+        if self.arch not in ARCHITECTURES:
+            raise BadRequest(f"Unknown --arch {self.arch!r}.", f"Use one of: {', '.join(ARCHITECTURES)}.")
+        for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise BadRequest(f"--{name.replace('_', '-')} must be at least 1.")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))

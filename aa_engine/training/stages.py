@@ -1,0 +1,134 @@
+"""The three training stages, each an nn.Module whose forward(batch, generator) returns the loss.
+
+  vae     the small VAE, trained first because no SD VAE can be downloaded here (L1 + MSE + tiny KL)
+  image   stage 1 of the paper: denoising UNet + ReferenceNet + Pose Guider on single frames;
+          VAE and CLIP image encoder frozen, motion modules unused
+  motion  stage 2: motion modules only, on clips; everything else frozen
+
+Wrapping the model in a stage module lets `accelerate` prepare one module whose forward does all
+the work (distributed gradient sync needs the forward to go through the wrapper).
+"""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+from torch import nn
+from torch.nn import functional as F
+
+from aa_engine.data.dataset import Batch
+from aa_engine.models.animate_anyone import AnimateAnyoneModel
+from aa_engine.models.video_unet import video_forward
+from aa_engine.training.config import TrainConfig
+from aa_engine.training.objectives import add_noise, alphas_cumprod, loss_weights, sample_noise, v_target
+
+STAGES = ("vae", "image", "motion")
+
+
+def trainable_parameters(model: AnimateAnyoneModel, stage: str) -> list[nn.Parameter]:
+    """The parameters a stage trains; everything else gets requires_grad=False."""
+    motion = {id(p) for m in model.motion_modules() for p in m.parameters()}
+    if stage == "vae":
+        chosen = list(model.vae.parameters())
+    elif stage == "image":
+        chosen = list(model.reference_unet.parameters()) + list(model.pose_guider.parameters())
+        chosen += [p for p in model.denoising_unet.parameters() if id(p) not in motion]
+    elif stage == "motion":
+        chosen = [p for m in model.motion_modules() for p in m.parameters()]
+    else:
+        raise ValueError(f"unknown stage {stage!r}")
+    ids = {id(p) for p in chosen}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in ids)
+    return chosen
+
+
+class VAEStage(nn.Module):
+    def __init__(self, model: AnimateAnyoneModel, config: TrainConfig):
+        super().__init__()
+        self.model = model
+        self.config = config
+
+    def forward(self, batch: Batch, generator: torch.Generator) -> torch.Tensor:
+        images = torch.cat([batch.references, batch.targets.flatten(0, 1)])
+        images = images.to(next(self.model.vae.parameters()).device)
+        posterior = self.model.vae.encode(images).latent_dist
+        eps = torch.randn(posterior.mean.shape, generator=generator).to(images)
+        latents = posterior.mean + posterior.std * eps
+        recon = self.model.vae.decode(latents).sample
+        kl = posterior.kl().mean() / latents[0].numel()
+        return F.l1_loss(recon, images) + F.mse_loss(recon, images) + self.config.kl_weight * kl
+
+
+class DiffusionStage(nn.Module):
+    """Stage 1 (frames=1, no motion modules) and stage 2 (clips, motion modules) share this objective."""
+
+    def __init__(self, model: AnimateAnyoneModel, config: TrainConfig, use_motion: bool):
+        super().__init__()
+        self.model = model
+        self.config = config
+        self.use_motion = use_motion
+        self.register_buffer("ac", alphas_cumprod(), persistent=False)
+
+    def conditions(self, batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frozen encoders: reference latents (b, 4, h, w) and CLIP contexts (b, 1, d)."""
+        model = self.model
+        with torch.no_grad():
+            ref_latents = model.encode_latents(batch.references.to(device))
+            pixels = torch.cat([model.clip_pixels(Image.fromarray(image)) for image in batch.reference_images]).to(device)
+            context = model.encode_context(pixels)
+        return ref_latents, context
+
+    def forward(self, batch: Batch, generator: torch.Generator) -> torch.Tensor:
+        model, cfg = self.model, self.config
+        device = self.ac.device
+        b, f = batch.targets.shape[:2]
+        ref_latents, context = self.conditions(batch, device)
+        with torch.no_grad():
+            x0 = model.encode_latents(batch.targets.flatten(0, 1).to(device))
+        x0 = x0.reshape(b, f, *x0.shape[1:]).permute(0, 2, 1, 3, 4)  # (b, 4, f, h, w)
+
+        noise = sample_noise(tuple(x0.shape), generator, cfg.noise_offset).to(device)
+        timesteps = torch.randint(0, len(self.ac), (b,), generator=generator).to(device)
+        # Condition dropout (for classifier-free guidance): dropped videos lose both the CLIP context
+        # and the reference tokens. They go first, as the reference readers expect.
+        dropped = torch.rand(b, generator=generator) < cfg.condition_dropout
+        order = torch.cat([torch.nonzero(dropped).flatten(), torch.nonzero(~dropped).flatten()]).to(device)
+        n_drop = int(dropped.sum())
+        x0, noise, timesteps = x0[order], noise[order], timesteps[order]
+        context = context[order]
+        context[:n_drop] = 0
+        keep = order[n_drop:]
+
+        model.bank.clear()
+        if len(keep):
+            with torch.set_grad_enabled(not self.use_motion and torch.is_grad_enabled()):
+                model.write_reference(ref_latents[keep], context[n_drop:])
+        model.bank.uncond_rows = n_drop * f
+        poses = batch.poses[order.cpu()].flatten(0, 1).to(device)
+        pose_features = model.pose_guider(poses)
+        if self.use_motion:
+            pose_features = pose_features.detach()
+        pose_features = pose_features.reshape(b, f, *pose_features.shape[1:]).permute(0, 2, 1, 3, 4)
+
+        noisy = add_noise(x0, noise, timesteps, self.ac)
+        pred = video_forward(model.denoising_unet, noisy, timesteps.repeat_interleave(f), context, pose_features, self.use_motion)
+        model.bank.uncond_rows = 0
+        model.bank.clear()
+        target = v_target(x0, noise, timesteps, self.ac)
+        per_sample = (pred.float() - target.float()).pow(2).flatten(1).mean(1)
+        weights = loss_weights(timesteps.cpu(), self.ac.cpu(), cfg.snr_gamma).to(per_sample)
+        return (weights * per_sample).mean()
+
+
+def make_stage(model: AnimateAnyoneModel, config: TrainConfig) -> nn.Module:
+    if config.stage == "vae":
+        return VAEStage(model, config)
+    return DiffusionStage(model, config, use_motion=config.stage == "motion")
+
+
+def tie_reference_to_denoising(model: AnimateAnyoneModel) -> None:
+    """Start ReferenceNet as a copy of the denoising UNet (the paper starts both from the same SD weights)."""
+    state = {k: v for k, v in model.denoising_unet.state_dict().items() if k in model.reference_unet.state_dict()}
+    model.reference_unet.load_state_dict(state, strict=True)
+
