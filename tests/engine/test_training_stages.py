@@ -1,0 +1,130 @@
+"""Training: a few steps lower the loss, stages train only their parts, and resuming is exact."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from aa_engine.config import ModelConfig
+from aa_engine.data import make_batch
+from aa_engine.errors import BadRequest
+from aa_engine.models import build_model
+from aa_engine.training.config import TrainConfig
+from aa_engine.training.stages import make_stage, tie_reference_to_denoising, trainable_parameters
+from aa_engine.training.trainer import train
+from aa_engine.weights import load_model, save_checkpoint
+
+
+@pytest.fixture
+def tiny_init(tmp_path):
+    model = build_model(ModelConfig.tiny(), seed=0)
+    tie_reference_to_denoising(model)
+    return save_checkpoint(model, tmp_path / "init")
+
+
+def _config(tmp_path, init, **overrides) -> TrainConfig:
+    settings = dict(stage="image", out=str(tmp_path / "run"), init=str(init), steps=4, batch_size=2, frames=1, width=64, height=64,
+                    lr=1e-3, warmup=1, checkpoint_every=2, sample_every=0, log_every=1, cpu=True)
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def _fixed_loss(stage, batch, seed=123) -> float:
+    with torch.no_grad():
+        return float(stage(batch, torch.Generator().manual_seed(seed)))
+
+
+@pytest.mark.parametrize("stage_name, frames", [("image", 1), ("motion", 3), ("vae", 1)])
+def test_a_few_steps_lower_the_loss_on_a_fixed_batch(stage_name, frames):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.tiny(), seed=0)
+    config = TrainConfig(stage=stage_name, init="x", frames=frames, condition_dropout=0.0)
+    params = trainable_parameters(model, stage_name)
+    stage = make_stage(model, config)
+    batch = make_batch("train", [0, 1], frames, 64, 64)
+    before = _fixed_loss(stage, batch)
+    optimizer = torch.optim.AdamW(params, lr=2e-3)
+    for _ in range(8):
+        loss = stage(batch, torch.Generator().manual_seed(123))
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    after = _fixed_loss(stage, batch)
+    assert after < 0.9 * before, f"{stage_name}: loss {before:.4f} -> {after:.4f}"
+
+
+def test_image_stage_leaves_vae_clip_and_motion_modules_untouched(tmp_path, tiny_init):
+    before, _ = load_model(str(tiny_init))
+    after = train(_config(tmp_path, tiny_init, steps=2)).model
+    frozen = ["vae", "image_encoder"]
+    for part in frozen:
+        for (name, a), b in zip(getattr(before, part).state_dict().items(), getattr(after, part).state_dict().values()):
+            assert torch.equal(a, b), f"{part}.{name} changed"
+    for a, b in zip(before.motion_modules(), after.motion_modules()):
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    changed = [not torch.equal(a, b) for a, b in zip(before.pose_guider.parameters(), after.pose_guider.parameters())]
+    assert any(changed)
+    assert not torch.equal(before.reference_unet.conv_in.weight, after.reference_unet.conv_in.weight)
+
+
+def test_motion_stage_trains_only_the_motion_modules(tmp_path, tiny_init):
+    before, _ = load_model(str(tiny_init))
+    after = train(_config(tmp_path, tiny_init, stage="motion", frames=3, steps=2)).model
+    motion = {k for k in after.denoising_unet.state_dict() if ".motion_modules." in k}
+    for key, value in before.denoising_unet.state_dict().items():
+        if key not in motion:
+            assert torch.equal(value, after.denoising_unet.state_dict()[key]), f"{key} changed in the motion stage"
+    assert any(not torch.equal(before.denoising_unet.state_dict()[k], after.denoising_unet.state_dict()[k]) for k in motion)
+    assert all(torch.equal(a, b) for a, b in zip(before.reference_unet.parameters(), after.reference_unet.parameters()))
+
+
+def test_resumed_run_reaches_the_same_weights_as_an_uninterrupted_one(tmp_path, tiny_init):
+    straight = train(_config(tmp_path / "a", tiny_init)).model
+    first = train(_config(tmp_path / "b", tiny_init), stop_after=2)
+    assert first.steps == 2
+    resumed = train(_config(tmp_path / "b", tiny_init)).model
+    a, b = straight.state_dict(), resumed.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs after resuming"
+    # And the run really moved away from the initial weights.
+    init, _ = load_model(str(tiny_init))
+    assert not torch.equal(init.denoising_unet.conv_in.weight, resumed.denoising_unet.conv_in.weight)
+
+
+def test_run_folder_has_log_checkpoints_and_loadable_weights(tmp_path, tiny_init):
+    config = _config(tmp_path, tiny_init, steps=2, sample_every=2, sample_steps=2)
+    result = train(config)
+    run = tmp_path / "run"
+    assert (run / "log.jsonl").read_text().count("\n") == 2
+    assert (run / "samples" / "step_000002.png").is_file()
+    assert (run / "checkpoints" / "step_000002" / "trainer_state.json").is_file()
+    model, info = load_model(str(result.model_dir))
+    assert info.kind == "checkpoint"
+
+
+def test_vae_stage_calibrates_the_latent_scale(tmp_path):
+    result = train(TrainConfig(stage="vae", arch="tiny", out=str(tmp_path / "vae"), steps=1, batch_size=2, width=64, height=64, sample_every=0, cpu=True))
+    model, _ = load_model(str(result.model_dir))
+    assert model.scaling_factor != 0.18215
+    assert model.config.vae["scaling_factor"] == pytest.approx(model.scaling_factor)
+
+
+def test_image_stage_without_init_is_a_clear_error(tmp_path):
+    with pytest.raises(BadRequest, match="needs --init"):
+        train(TrainConfig(stage="image", out=str(tmp_path)))
+
+
+@pytest.mark.slow
+def test_train_command_runs_through_the_cli(tmp_path, tiny_init):
+    out = tmp_path / "cli"
+    result = subprocess.run(
+        [sys.executable, "-m", "aa_engine", "train", "--stage", "image", "--init", str(tiny_init), "--out", str(out),
+         "--steps", "2", "--batch-size", "2", "--width", "64", "--height", "64", "--sample-every", "0", "--cpu"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (out / "model" / "model.safetensors").is_file()
+    bad = subprocess.run([sys.executable, "-m", "aa_engine", "train", "--stage", "motion", "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "needs --init" in bad.stderr
