@@ -66,7 +66,8 @@ class TrainConfig:
     noise_offset: float = 0.05
     snr_gamma: float = 0.0  # 0 = plain v-prediction MSE; 5 = the re-implementation's min-SNR
     condition_dropout: float = 0.1
-    kl_weight: float = 1e-4
+    kl_weight: float = 1e-4  # vae stage: L2 penalty on the latent means
+    latent_noise: float = 0.05  # vae stage: noise added to the latents before decoding
     checkpoint_every: int = 200
     sample_every: int = 500
     sample_steps: int = 20
