@@ -11,9 +11,9 @@ Rows of the table (all on the same held-out clips, generated with the engine's p
 
 from __future__ import annotations
 
-import copy
 import json
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,19 +65,29 @@ class EvalResult:
         return {"config": self.config.__dict__ | {"ablations": list(self.config.ablations)}, "scores": self.scores, "seconds_per_clip": self.seconds}
 
 
-def without_motion(model: AnimateAnyoneModel) -> AnimateAnyoneModel:
-    """A copy whose motion modules are exact identities (zero output projection), i.e. the stage-1 model."""
-    copy_ = copy.deepcopy(model)
-    with torch.no_grad():
-        for module in copy_.motion_modules():
-            module.temporal_transformer.proj_out.weight.zero_()
-            module.temporal_transformer.proj_out.bias.zero_()
-    return copy_
+@contextmanager
+def motion_modules_off(model: AnimateAnyoneModel):
+    """Within the block the motion modules are exact identities (zero output projection): the model
+    is then exactly the stage-1 (image-level) model. The weights are restored on exit.
+
+    (In place rather than on a deep copy: the UNet's hooks close over the original's modules.)
+    """
+    saved = [(m.temporal_transformer.proj_out.weight.detach().clone(), m.temporal_transformer.proj_out.bias.detach().clone()) for m in model.motion_modules()]
+    try:
+        with torch.no_grad():
+            for module in model.motion_modules():
+                module.temporal_transformer.proj_out.weight.zero_()
+                module.temporal_transformer.proj_out.bias.zero_()
+        yield model
+    finally:
+        with torch.no_grad():
+            for module, (weight, bias) in zip(model.motion_modules(), saved):
+                module.temporal_transformer.proj_out.weight.copy_(weight)
+                module.temporal_transformer.proj_out.bias.copy_(bias)
 
 
 def evaluate(model: AnimateAnyoneModel, config: EvalConfig, device: str | torch.device = "cpu") -> EvalResult:
     clips = [make_clip("heldout", i, config.frames, config.width, config.height) for i in range(config.clips)]
-    static = without_motion(model) if "no_motion" in config.ablations else None
     scores: dict[str, dict[str, float]] = {}
     seconds: dict[str, float] = {}
     samples: dict[str, list[np.ndarray]] = {}
@@ -89,9 +99,9 @@ def evaluate(model: AnimateAnyoneModel, config: EvalConfig, device: str | torch.
             if ablation == "warp_baseline":
                 video = np.stack([warp_reference(clip.reference, clip.reference_keypoints, k) for k in clip.keypoints])
             else:
-                used = static if ablation == "no_motion" else model
-                video = generate_clip(used, clip, steps=config.steps, guidance=config.guidance, seed=config.seed, device=device,
-                                      reference_attention=ablation != "no_referencenet")
+                with motion_modules_off(model) if ablation == "no_motion" else nullcontext():
+                    video = generate_clip(model, clip, steps=config.steps, guidance=config.guidance, seed=config.seed, device=device,
+                                          reference_attention=ablation != "no_referencenet")
             per_clip.append(all_metrics(video, clip.frames))
             if len(videos) < config.sheet_clips:
                 videos.append(video)
