@@ -1,30 +1,24 @@
 """Skeleton maps for the synthetic data, drawn by the add-on's own drawing code.
 
 The model must see at training time exactly the maps the add-on draws at inference time, so there
-is one implementation: `blender_addon/skeleton/draw.py` (`draw_pose_map`, DWPose style). That file
-needs only numpy, but importing it as `blender_addon.skeleton.draw` would run the add-on's
-`__init__` (which imports bpy), so it is loaded by path.
+is one implementation: `blender_addon/skeleton/draw.py` (`draw_pose_map`, DWPose style; it needs
+only numpy, and `blender_addon` imports without bpy).
 """
 
 from __future__ import annotations
 
-import importlib.util
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
-
-DRAW_FILE = Path(__file__).resolve().parents[2] / "blender_addon" / "skeleton" / "draw.py"
 
 
 @lru_cache(maxsize=1)
 def _drawer():
-    if not DRAW_FILE.is_file():
+    try:
+        from blender_addon.skeleton.draw import draw_pose_map as drawer
+    except ImportError:
         return None
-    spec = importlib.util.spec_from_file_location("_aa_addon_skeleton_draw", DRAW_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.draw_pose_map
+    return drawer
 
 
 def draw_pose_map(width: int, height: int, body: np.ndarray) -> np.ndarray:
@@ -32,7 +26,7 @@ def draw_pose_map(width: int, height: int, body: np.ndarray) -> np.ndarray:
     drawer = _drawer()
     if drawer is None:
         return _interim_draw(width, height, body)
-    return drawer(width, height, body)
+    return np.asarray(drawer(width, height, body))
 
 
 # TEMPORARY until blender_addon/skeleton/draw.py lands on main: same limb/colour layout, not pixel-exact.
