@@ -35,7 +35,7 @@ def _fixed_loss(stage, batch, seed=123) -> float:
         return float(stage(batch, torch.Generator().manual_seed(seed)))
 
 
-@pytest.mark.parametrize("stage_name, frames", [("image", 1), ("motion", 3), ("vae", 1)])
+@pytest.mark.parametrize("stage_name, frames", [("image", 1), ("motion", 3), pytest.param("vae", 1, marks=pytest.mark.slow)])
 def test_a_few_steps_lower_the_loss_on_a_fixed_batch(stage_name, frames):
     torch.manual_seed(0)
     model = build_model(ModelConfig.tiny(), seed=0)
@@ -79,6 +79,7 @@ def test_motion_stage_trains_only_the_motion_modules(tmp_path, tiny_init):
     assert all(torch.equal(a, b) for a, b in zip(before.reference_unet.parameters(), after.reference_unet.parameters()))
 
 
+@pytest.mark.slow
 def test_resumed_run_reaches_the_same_weights_as_an_uninterrupted_one(tmp_path, tiny_init):
     straight = train(_config(tmp_path / "a", tiny_init)).model
     first = train(_config(tmp_path / "b", tiny_init), stop_after=2)
