@@ -7,6 +7,7 @@ panel draws. Importing the finished frames into the VSE is the caller's business
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from .engine_client import EXIT_EVENT, EngineProcess
 from .errors import AddonError, Cancelled, EngineCrashed, EngineJobFailed, EngineStartFailed
 
 FRAME_GLOB = "frame_*.png"
+_OUT_OF_MEMORY = re.compile(r"out of memory|can't allocate memory|not enough memory|OutOfMemoryError", re.IGNORECASE)
 # Share of the progress bar per engine stage (denoising dominates).
 _STAGE_SPAN = {"starting": (0.0, 0.02), "prepare": (0.02, 0.04), "reference": (0.04, 0.06), "denoise": (0.06, 0.92), "decode": (0.92, 1.0)}
 
@@ -191,10 +193,15 @@ class RenderTask:
                 self._resend_at = time.monotonic() + 0.1
                 return
             kept = self._kept_note()
-            hint = event.get("hint", "")
-            if event.get("code") == "out_of_memory":
-                hint = (hint + " " if hint else "") + "Lower the resolution, the context window or the decode batch, or use fp16 on a GPU."
-            raise EngineJobFailed(f"The engine failed: {event.get('message', '(no message)')}{kept}", hint.strip(), engine_code=event.get("code", ""))
+            message, code = event.get("message", "(no message)"), event.get("code", "")
+            if code == "out_of_memory" or _OUT_OF_MEMORY.search(message):
+                # Also catches an allocator failure the engine could only report as `internal`.
+                raise EngineJobFailed(
+                    f"The engine ran out of memory during the job.{kept} (Engine: {message})",
+                    "Lower the resolution, the context window or the frame count, or use fp16 on a GPU; then render again to resume.",
+                    engine_code="out_of_memory",
+                )
+            raise EngineJobFailed(f"The engine failed: {message}{kept}", event.get("hint", ""), engine_code=code)
 
     # -- internals --------------------------------------------------------------------------------
     def _send_job(self) -> None:

@@ -167,3 +167,29 @@ def test_engine_setup_creates_the_env_and_reports_a_failed_install(tmp_path):
     assert status.message.startswith("Installing torch failed: ERROR: ")
     assert "torch" in status.message
     assert any(line.startswith("$ ") and "pip install" in line for line in status.lines)
+
+
+@pytest.mark.slow
+def test_out_of_memory_mid_job_is_named_and_the_engine_survives(tmp_path):
+    """A real allocation failure: the engine runs under a 1.6 GB address-space limit (a wrapper
+    script as its interpreter) and is asked for 1024x1024 frames."""
+    from blender_addon.engine_client import EngineProcess, EngineSettings
+    from blender_addon.errors import EngineJobFailed
+    from blender_addon.render_task import RenderTask
+
+    wrapper = tmp_path / "python-1.6GB"
+    wrapper.write_text(f'#!/bin/sh\nulimit -v 1600000\nexec "{engine_python()}" "$@"\n')
+    wrapper.chmod(0o755)
+    engine = EngineProcess(EngineSettings(str(wrapper), "random-tiny", "cpu")).start()
+    try:
+        task = RenderTask(engine, job_message(tmp_path, count=16, width=1024, height=1024, steps=1, context_frames=16))
+        progress = task.run_blocking(poll_s=0.2)
+        assert progress.state == "error"
+        assert isinstance(progress.error, EngineJobFailed)
+        assert progress.message.startswith("The engine ran out of memory during the job.")
+        assert "Lower the resolution" in progress.hint
+        assert engine.alive  # the engine keeps serving: a smaller job runs next
+        small = RenderTask(engine, job_message(tmp_path / "small", count=2))
+        assert small.run_blocking(poll_s=0.2).state == "done"
+    finally:
+        engine.shutdown()
