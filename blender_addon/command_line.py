@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="weights folder or 'random-tiny' (default: preferences, then the engine's default)")
     p.add_argument("--device", help="auto, cpu, cuda, mps")
     p.add_argument("--dtype", help="auto, fp32, fp16, bf16")
+    p.add_argument("--engine-address", help="HOST:PORT of a running `aa_engine serve --listen` (paths must be shared)")
     p.add_argument("--save", help="save the .blend with the strip here (default: <shot folder>/<shot>.blend)")
     return p
 
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: no scene named '{args.scene}' (scenes: {', '.join(s.name for s in bpy.data.scenes)})", file=sys.stderr)
             return 2
         apply_arguments(scene, args)
-        overrides = {"python": args.engine_python, "weights": args.weights, "device": args.device, "dtype": args.dtype}
+        overrides = {"python": args.engine_python, "weights": args.weights, "device": args.device, "dtype": args.dtype, "address": args.engine_address}
         task, strip = render_blocking(bpy.context, scene, overrides, echo=lambda line: print(line, flush=True))
         if args.match_scene:
             w, h = vse.match_scene_to_frames(scene, task.progress.frames)

@@ -15,6 +15,7 @@ import collections
 import json
 import os
 import queue
+import socket
 import subprocess
 import threading
 import time
@@ -46,6 +47,7 @@ class EngineSettings:
     weights: str = ""  # a weights folder, "random-tiny", or "" for the engine's default model
     device: str = "auto"  # auto, cpu, cuda, mps
     dtype: str = "auto"  # auto, fp32, fp16, bf16
+    address: str = ""  # HOST:PORT of a remote engine (`aa_engine serve --listen`); empty = start one here
 
     def argv(self) -> list[str]:
         argv = [self.python, "-u", "-m", "aa_engine", "serve", "--device", self.device, "--dtype", self.dtype]
@@ -54,7 +56,7 @@ class EngineSettings:
         return argv
 
     def key(self) -> tuple:
-        return (self.python, self.weights, self.device, self.dtype)
+        return (self.python, self.weights, self.device, self.dtype, self.address)
 
 
 def check_interpreter(python: str, timeout: float = 120.0) -> dict:
@@ -268,3 +270,84 @@ class EngineProcess:
         finally:
             if log is not None:
                 log.close()
+
+
+class RemoteEngine(EngineProcess):
+    """The same protocol over TCP, to an engine started elsewhere with
+    `python -m aa_engine serve --listen HOST:PORT`. Paths in jobs are paths on the engine's
+    machine: use shared storage. Closing the connection cancels a running job there; the remote
+    engine keeps its weights loaded and waits for the next connection."""
+
+    def __init__(self, settings: EngineSettings):
+        super().__init__(settings)
+        self.address = settings.address
+        self._sock: socket.socket | None = None
+        self._writer = None
+        self._closed = False
+
+    def start(self) -> "RemoteEngine":
+        host, _, port = self.address.rpartition(":")
+        if not port.isdigit():
+            raise EngineStartFailed(f"The remote engine address {self.address!r} is not HOST:PORT.", "Example: 192.168.1.20:7860; leave it empty to run the engine on this computer.")
+        try:
+            self._sock = socket.create_connection((host or "127.0.0.1", int(port)), timeout=10)
+        except OSError as exc:
+            raise EngineStartFailed(
+                f"Cannot reach the remote engine at {self.address} ({exc}).",
+                "Start it there with `python -m aa_engine serve --listen 0.0.0.0:PORT`, and check the address and firewall.",
+            ) from exc
+        self._sock.settimeout(None)
+        self._writer = self._sock.makefile("w", encoding="utf-8")
+        threading.Thread(target=self._read_socket, name="aa-engine-tcp", daemon=True).start()
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        return None
+
+    @property
+    def alive(self) -> bool:
+        return self._sock is not None and not self._closed
+
+    def send(self, message: dict) -> None:
+        if not self.alive:
+            raise EngineStartFailed(f"The connection to the remote engine at {self.address} is closed.", "Render again to reconnect.")
+        with self._write_lock:
+            try:
+                self._writer.write(json.dumps(message) + "\n")
+                self._writer.flush()
+            except OSError as exc:
+                raise EngineStartFailed(f"The remote engine at {self.address} stopped answering ({exc}).", self.log_hint()) from exc
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        if self._sock is not None and not self._closed:
+            self._closed = True
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._sock.close()
+
+    def kill(self) -> None:
+        self.shutdown()
+
+    def log_hint(self) -> str:
+        return f"The engine's log is on the machine at {self.address}."
+
+    def _read_socket(self) -> None:
+        try:
+            with self._sock.makefile("r", encoding="utf-8") as reader:
+                for line in reader:
+                    line = line.strip()
+                    if not line:
+                        continue
+                    try:
+                        event = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(event, dict):
+                        self.events.put(event)
+        except OSError:
+            pass
+        self._closed = True
+        self.events.put({"type": EXIT_EVENT, "returncode": None, "log_tail": []})

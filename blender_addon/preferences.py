@@ -55,7 +55,7 @@ class AnimateAnyonePreferences(bpy.types.AddonPreferences):
     )
     engine_address: StringProperty(
         name="Remote Engine",
-        description="HOST:PORT of an engine started with `aa_engine serve --listen` (not used yet: the engine runs locally)",
+        description="HOST:PORT of an engine started with `aa_engine serve --listen`; empty: start the engine on this computer. Paths must be valid on both machines (shared storage)",
         default="",
     )
 
@@ -92,7 +92,7 @@ def engine_settings(context=None, **overrides) -> EngineSettings:
     prefs = get_preferences(context)
     settings = EngineSettings()
     if prefs is not None:
-        settings = EngineSettings(bpy.path.abspath(prefs.engine_python) if prefs.engine_python else "", prefs.weights, prefs.device, prefs.precision)
+        settings = EngineSettings(bpy.path.abspath(prefs.engine_python) if prefs.engine_python else "", prefs.weights, prefs.device, prefs.precision, prefs.engine_address.strip())
     for name, value in overrides.items():
         if value:
             setattr(settings, name, value)

@@ -217,7 +217,10 @@ class RenderTask:
 
     def _engine_died(self, event: dict) -> None:
         code = event.get("returncode")
-        why = "killed (often: the system ran out of memory)" if code in (-9, 137) else f"exit code {code}"
+        if code is None:
+            why = "the connection to the remote engine closed"
+        else:
+            why = "killed (often: the system ran out of memory)" if code in (-9, 137) else f"exit code {code}"
         last = ""
         for line in reversed(event.get("log_tail") or []):
             if line.strip():

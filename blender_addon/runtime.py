@@ -9,7 +9,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .engine_client import EngineProcess, EngineSettings, check_interpreter
+from .engine_client import EngineProcess, EngineSettings, RemoteEngine, check_interpreter
 from .errors import AddonError
 from .render_task import JobProgress, RenderTask
 
@@ -28,6 +28,9 @@ def engine_for(settings: EngineSettings, log_path: str | Path | None = None) -> 
     if _engine is not None and _engine.alive and _engine.settings.key() == settings.key():
         return _engine
     shutdown_engine()
+    if settings.address:
+        _engine = RemoteEngine(settings).start()
+        return _engine
     check_interpreter(settings.python)
     _engine = EngineProcess(settings, log_path).start()
     return _engine
@@ -85,11 +88,15 @@ setup_status = BackgroundStatus()
 
 def check_engine(settings: EngineSettings, status: BackgroundStatus) -> None:
     """Start a throwaway engine, report its hello, stop it (the work behind 'Check Engine')."""
-    status.lines.append(f"Interpreter: {settings.python}")
-    report = check_interpreter(settings.python)
-    status.lines.append(f"Python {report['python']}, torch and aa_engine importable")
-    status.factor = 0.3
-    engine = EngineProcess(settings).start()
+    if settings.address:
+        status.lines.append(f"Remote engine: {settings.address}")
+        engine = RemoteEngine(settings).start()
+    else:
+        status.lines.append(f"Interpreter: {settings.python}")
+        report = check_interpreter(settings.python)
+        status.lines.append(f"Python {report['python']}, torch and aa_engine importable")
+        status.factor = 0.3
+        engine = EngineProcess(settings).start()
     try:
         hello = engine.wait_hello(timeout=600)
     finally:
