@@ -4,6 +4,10 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
 
+# Blender 4.5+ warns about (and flags) "//" paths unless the property says it takes them.
+_BLEND_RELATIVE = {'PATH_SUPPORTS_BLEND_RELATIVE'} if bpy.app.version >= (4, 5, 0) else set()
+
+
 def _is_armature(self, obj):
     return obj.type == 'ARMATURE'
 
@@ -15,7 +19,7 @@ class AnimateAnyoneShotSettings(bpy.types.PropertyGroup):
         items=[('FILE', "File", "A PNG or JPG file on disk"), ('IMAGE', "Image", "An image datablock in this file")],
         default='FILE',
     )
-    reference_path: StringProperty(name="Reference Image", description="The character to animate: one image, full body", subtype='FILE_PATH', default="")
+    reference_path: StringProperty(name="Reference Image", description="The character to animate: one image, full body", subtype='FILE_PATH', default="", options=_BLEND_RELATIVE)
     reference_image: PointerProperty(name="Reference Image", type=bpy.types.Image)
     armature: PointerProperty(name="Armature", description="The rig to follow (default: the active armature)", type=bpy.types.Object, poll=_is_armature)
     bone_map: StringProperty(name="Bone Map", description="Empty = detect (Rigify, Mixamo, bundled rig); or a bundled map's name or a .json map", default="")
@@ -36,7 +40,7 @@ class AnimateAnyoneShotSettings(bpy.types.PropertyGroup):
     context_frames: IntProperty(name="Context Frames", description="Frames denoised together (long shots use overlapping windows)", default=24, min=1, max=32)
     context_overlap: IntProperty(name="Overlap", description="Frames shared by neighbouring windows", default=4, min=0, max=31)
 
-    output_dir: StringProperty(name="Output", description="Folder for the shot folders (// = next to the .blend)", subtype='DIR_PATH', default="//animate_anyone/")
+    output_dir: StringProperty(name="Output", description="Folder for the shot folders (// = next to the .blend)", subtype='DIR_PATH', default="//animate_anyone/", options=_BLEND_RELATIVE)
     import_pose_preview: BoolProperty(name="Skeleton Preview Strip", description="Also import the skeleton maps as a second strip", default=False)
 
 

@@ -120,5 +120,11 @@ def test_render_operator_in_background_then_rerun_resumes_with_one_strip(tmp_pat
         again = runtime.status[scene.name]
         assert again.resumed_frames == 4
         assert [Path(f).stat().st_mtime_ns for f in again.frames] == stamp
-        strips = [x for x in vse.strips_of(scene.sequence_editor)]
-        assert [x.name for x in strips] == ["AA op"] and len(strips[0].elements) == 4
+        strips = {x.name: x for x in vse.strips_of(scene.sequence_editor)}
+        assert list(strips) == ["AA op"] and len(strips["AA op"].elements) == 4
+        s.import_pose_preview = True  # the skeleton maps as a second strip, on the channel above
+        assert bpy.ops.animate_anyone.render() == {'FINISHED'}
+        strips = {x.name: x for x in vse.strips_of(scene.sequence_editor)}
+        assert sorted(strips) == ["AA op", "AA op skeleton"]
+        assert strips["AA op skeleton"].channel == strips["AA op"].channel + 1
+        assert len(strips["AA op skeleton"].elements) == 4 and int(strips["AA op skeleton"].frame_start) == scene.frame_start
