@@ -87,7 +87,13 @@ setup_status = BackgroundStatus()
 
 
 def check_engine(settings: EngineSettings, status: BackgroundStatus) -> None:
-    """Start a throwaway engine, report its hello, stop it (the work behind 'Check Engine')."""
+    """Start a throwaway engine, report its hello, stop it (the work behind 'Check Engine').
+    The engine already serving renders with these settings is asked instead (no second copy of the weights)."""
+    running = _engine
+    if running is not None and running.alive and running.hello is not None and running.settings.key() == settings.key():
+        _describe_hello(running.hello, status)
+        status.lines.insert(0, "The engine serving renders answers:")
+        return
     if settings.address:
         status.lines.append(f"Remote engine: {settings.address}")
         engine = RemoteEngine(settings).start()
@@ -101,6 +107,10 @@ def check_engine(settings: EngineSettings, status: BackgroundStatus) -> None:
         hello = engine.wait_hello(timeout=600)
     finally:
         engine.shutdown()
+    _describe_hello(hello, status)
+
+
+def _describe_hello(hello: dict, status: BackgroundStatus) -> None:
     weights = hello.get("weights") or {}
     status.lines.append(f"Engine {hello.get('engine_version')} (protocol {hello.get('protocol')}), torch {hello.get('torch')}")
     status.lines.append(f"Device {hello.get('device')}, {hello.get('dtype')}")

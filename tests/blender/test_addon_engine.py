@@ -242,3 +242,27 @@ def test_unreachable_remote_engine_is_explained():
         RemoteEngine(EngineSettings(address="127.0.0.1:9")).start()
     with pytest.raises(EngineStartFailed, match="is not HOST:PORT"):
         RemoteEngine(EngineSettings(address="gpu-box")).start()
+
+
+@pytest.mark.slow
+def test_check_engine_button_in_background_and_with_a_serving_engine():
+    import bpy
+
+    from _addon_helpers import addon_enabled, set_engine_preferences
+    from blender_addon import runtime
+    from blender_addon.preferences import engine_settings
+
+    with addon_enabled():
+        set_engine_preferences(engine_python())
+        assert bpy.ops.animate_anyone.check_engine() == {'FINISHED'}
+        assert runtime.check_status.state == "ok" and "Device cpu, float32" in runtime.check_status.lines
+        engine = runtime.engine_for(engine_settings())
+        engine.wait_hello(300)
+        assert bpy.ops.animate_anyone.check_engine() == {'FINISHED'}
+        assert runtime.check_status.lines[0] == "The engine serving renders answers:"
+        set_engine_preferences("/no/python")
+        with pytest.raises(RuntimeError, match="The engine interpreter /no/python does not exist."):
+            bpy.ops.animate_anyone.check_engine()
+        assert runtime.check_status.state == "error"
+    runtime.check_status.state = "idle"
+    assert not engine.alive
