@@ -1,0 +1,61 @@
+"""Errors of the pose export, each with a message (what is wrong) and a hint (what to do).
+
+bpy-free, so the engine side (reading a keypoint track) raises the same types. The add-on turns
+any of them into a user-facing error through `.message` and `.hint`.
+"""
+
+from __future__ import annotations
+
+
+class PoseExportError(Exception):
+    code = "pose_export"
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} {self.hint}".strip()
+
+
+class NoCamera(PoseExportError):
+    code = "no_camera"
+
+
+class NoArmature(PoseExportError):
+    code = "no_armature"
+
+
+class BadFrameRange(PoseExportError):
+    code = "frame_range"
+
+
+class BadSize(PoseExportError):
+    code = "size"
+
+
+class BadBoneMap(PoseExportError):
+    """A bone map file that cannot be read, or is not in the aa-bone-map/1 format."""
+
+    code = "bone_map"
+
+
+class UnmappedBones(PoseExportError):
+    """The armature lacks the bones a map needs; `.missing_bones` names them."""
+
+    code = "unmapped_bones"
+
+    def __init__(self, message: str, hint: str = "", missing_bones: list[str] | None = None):
+        super().__init__(message, hint)
+        self.missing_bones = list(missing_bones or [])
+
+
+class OutputNotWritable(PoseExportError):
+    code = "output"
+
+
+class BadTrack(PoseExportError):
+    """A keypoint track file that cannot be read or is not in the aa-keypoints/1 format."""
+
+    code = "track"
