@@ -108,7 +108,7 @@ class ResolvedMap:
     bone_map: BoneMap
     prefix: str
     points: list[ResolvedPoint | None]
-    missing_bones: list[str] = field(default_factory=list)   # body bones the map wanted, not found
+    missing_bones: list[str] = field(default_factory=list)   # body bones the map wanted, not found (body order)
     unmapped: list[str] = field(default_factory=list)        # body keypoints without a point
 
     @property
@@ -300,7 +300,7 @@ def resolve_bone_map(bone_map: BoneMap, bone_names) -> ResolvedMap:
     points.extend(_first_existing(specs, prefix, names) for specs in (bone_map.face or [()] * FACE_POINTS))
     unmapped = [k for k, p in zip(BODY_NAMES, points) if p is None]
     return ResolvedMap(bone_map=bone_map, prefix=prefix, points=points,
-                       missing_bones=sorted(set(missing)), unmapped=unmapped)
+                       missing_bones=list(dict.fromkeys(missing)), unmapped=unmapped)
 
 
 def detect_bone_map(bone_names, maps: dict[str, Path] | None = None) -> ResolvedMap:
@@ -315,13 +315,12 @@ def detect_bone_map(bone_names, maps: dict[str, Path] | None = None) -> Resolved
     if not candidates:
         raise BadBoneMap("No bone maps were found (the add-on's skeleton/bone_maps folder is missing).",
                          "Reinstall the add-on, or pass a bone map file in 'Bone Map'.")
-    # Most body keypoints first; among equals the one needing fewer missing bones, then by name.
-    best = max(candidates, key=lambda r: (r.body_count, -len(r.missing_bones), r.bone_map.name != "bundled"))
+    # Most body keypoints first; among equals the one missing fewer bones, then the bundled rig's map.
+    best = max(candidates, key=lambda r: (r.body_count, -len(r.missing_bones), r.bone_map.name == "bundled"))
     if best.body_count < MIN_BODY_KEYPOINTS:
         raise UnmappedBones(
             f"No bone map fits this armature: the closest ({best.bone_map.label}) finds only {best.body_count} of "
-            f"{len(BODY_NAMES)} body keypoints; missing bones: {', '.join(best.missing_bones[:12])}"
-            f"{' ...' if len(best.missing_bones) > 12 else ''}.",
+            f"{len(BODY_NAMES)} body keypoints; missing bones: {', '.join(best.missing_bones)}.",
             "Use a Rigify, Mixamo or the bundled rig, or write a bone map for your rig (docs/keypoints.md) and pick its .json in 'Bone Map'.",
             missing_bones=best.missing_bones,
         )
@@ -334,8 +333,7 @@ def check_resolved(resolved: ResolvedMap) -> ResolvedMap:
         bm = resolved.bone_map
         raise UnmappedBones(
             f"The bone map '{bm.name}' does not fit this armature: only {resolved.body_count} of {len(BODY_NAMES)} "
-            f"body keypoints found; missing bones: {', '.join(resolved.missing_bones[:12])}"
-            f"{' ...' if len(resolved.missing_bones) > 12 else ''}.",
+            f"body keypoints found; missing bones: {', '.join(resolved.missing_bones)}.",
             "Leave 'Bone Map' empty to detect the rig, or edit the map's bone names to match your armature.",
             missing_bones=resolved.missing_bones,
         )
