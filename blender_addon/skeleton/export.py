@@ -15,11 +15,11 @@ from pathlib import Path
 import bpy
 
 from . import bone_maps
-from .draw import BODY_NAMES, draw_pose_map
+from .draw import BODY_NAMES
 from .errors import BadFrameRange, BadSize, NoArmature
 from .png import write_png
 from .project import KeypointProjector, check_camera
-from .track import MAP_NAME, TRACK_NAME, KeypointTrack, prepare_output, write_track
+from .track import MAP_NAME, TRACK_NAME, KeypointTrack, draw_frame, prepare_output, write_track
 
 
 @dataclass
@@ -120,7 +120,7 @@ def export_shot(scene, armature, out_dir: str, frame_start: int, frame_end: int,
             timings["evaluate"] += t1 - t0
             timings["project"] += t2 - t1
             if write_maps:
-                image = draw_pose_map(width, height, fk.body, hands=fk.hands, face=fk.face)
+                image = draw_frame(width, height, fk)
                 t3 = time.perf_counter()
                 path = out / MAP_NAME.format(n + 1)
                 write_png(path, image)

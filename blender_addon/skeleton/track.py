@@ -69,9 +69,25 @@ class KeypointTrack:
 
     def draw(self, index: int, hands: bool = True, face: bool = True) -> np.ndarray:
         """The skeleton map of frame `index` (0-based position in the track): (H, W, 3) uint8."""
-        f = self.frames[index]
-        return draw_pose_map(self.width, self.height, f.body,
-                             hands=f.hands if hands else None, face=f.face if face else None)
+        return draw_frame(self.width, self.height, self.frames[index], hands=hands, face=face)
+
+
+def _zero_missing(points: np.ndarray | None) -> np.ndarray | None:
+    """Missing points as (0, 0, 0): draw.py's hand/face drawing truncates x, y before it looks at
+    the confidence, so NaN must not reach it."""
+    if points is None:
+        return None
+    out = np.array(points, dtype=np.float64)
+    missing = ~(np.isfinite(out).all(axis=-1) & (out[..., 2] > 0))
+    out[missing] = 0.0
+    return out
+
+
+def draw_frame(width: int, height: int, keypoints: FrameKeypoints, hands: bool = True, face: bool = True) -> np.ndarray:
+    """The skeleton map of one frame's keypoints: (height, width, 3) uint8."""
+    return draw_pose_map(width, height, _zero_missing(keypoints.body),
+                         hands=_zero_missing(keypoints.hands) if hands else None,
+                         face=_zero_missing(keypoints.face) if face else None)
 
 
 # -- writing -------------------------------------------------------------------------------------
