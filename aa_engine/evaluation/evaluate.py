@@ -7,6 +7,8 @@ Rows of the table (all on the same held-out clips, generated with the engine's p
   no_motion        the motion modules' output projections zeroed: as the modules are residual and
                    stage 2 trains nothing else, this is exactly the stage-1 (image-level) model
   warp_baseline    no diffusion: the reference warped limb by limb onto each target pose
+  vae_ceiling      not a model: the ground truth through the VAE (encode, decode), the best any
+                   diffusion row can score with this VAE
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from aa_engine.evaluation.metrics import HIGHER_IS_BETTER, METRICS, all_metrics
 from aa_engine.evaluation.warp_baseline import warp_reference
 from aa_engine.models.animate_anyone import AnimateAnyoneModel
 
-ABLATIONS = ("full", "no_referencenet", "no_motion", "warp_baseline")
+ABLATIONS = ("full", "no_referencenet", "no_motion", "warp_baseline", "vae_ceiling")
 
 
 @dataclass
@@ -86,6 +88,15 @@ def motion_modules_off(model: AnimateAnyoneModel):
                 module.temporal_transformer.proj_out.bias.copy_(bias)
 
 
+@torch.no_grad()
+def vae_roundtrip(model: AnimateAnyoneModel, frames: np.ndarray, device: str | torch.device = "cpu") -> np.ndarray:
+    """(f, H, W, 3) uint8 -> the same frames encoded and decoded by the model's VAE."""
+    model.to(device)
+    images = torch.from_numpy(frames).float().div(127.5).sub(1).permute(0, 3, 1, 2).to(device, next(model.vae.parameters()).dtype)
+    decoded = model.decode(model.encode_latents(images))
+    return (decoded.float() * 255).round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
 def evaluate(model: AnimateAnyoneModel, config: EvalConfig, device: str | torch.device = "cpu") -> EvalResult:
     clips = [make_clip("heldout", i, config.frames, config.width, config.height) for i in range(config.clips)]
     scores: dict[str, dict[str, float]] = {}
@@ -96,7 +107,9 @@ def evaluate(model: AnimateAnyoneModel, config: EvalConfig, device: str | torch.
         videos = []
         began = time.perf_counter()
         for clip in clips:
-            if ablation == "warp_baseline":
+            if ablation == "vae_ceiling":
+                video = vae_roundtrip(model, clip.frames, device)
+            elif ablation == "warp_baseline":
                 video = np.stack([warp_reference(clip.reference, clip.reference_keypoints, k) for k in clip.keypoints])
             else:
                 with motion_modules_off(model) if ablation == "no_motion" else nullcontext():

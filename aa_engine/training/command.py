@@ -9,7 +9,7 @@ import logging
 from aa_engine.training.config import TrainConfig
 
 HELP = {
-    "stage": "vae (the small VAE, first), image (stage 1: UNets + pose guider), motion (stage 2: motion modules)",
+    "stage": "vae (the small VAE, first), image (stage 1: UNets + pose guider), motion (stage 2: motion modules), decoder (VAE decoder only)",
     "out": "run folder: checkpoints/, samples/, log.jsonl, model/ (the final weights)",
     "init": "checkpoint folder of the previous stage (its out/model), required for image and motion",
     "arch": "architecture when starting from scratch: small (the default model's) or tiny",

@@ -49,7 +49,7 @@ ARCHITECTURES = {"small": small_model_config, "tiny": ModelConfig.tiny}
 
 @dataclass
 class TrainConfig:
-    stage: str = "image"  # vae | image | motion
+    stage: str = "image"  # vae | image | motion | decoder
     out: str = "runs/default"
     init: str | None = None  # checkpoint folder to start from (required for image and motion)
     arch: str = "small"  # architecture when starting from scratch (vae stage without --init)
@@ -77,8 +77,8 @@ class TrainConfig:
     def validate(self) -> None:
         from aa_engine.errors import BadRequest
 
-        if self.stage not in ("vae", "image", "motion"):
-            raise BadRequest(f"Unknown stage {self.stage!r}.", "Use --stage vae, then image, then motion.")
+        if self.stage not in ("vae", "image", "motion", "decoder"):
+            raise BadRequest(f"Unknown stage {self.stage!r}.", "Use --stage vae, then image, then motion (optionally decoder).")
         if self.stage != "vae" and not self.init:
             raise BadRequest(f"The {self.stage} stage needs --init: the checkpoint of the previous stage.",
                              "Train the VAE first (--stage vae), then pass its out/model folder as --init.")

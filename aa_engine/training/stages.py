@@ -1,9 +1,11 @@
-"""The three training stages, each an nn.Module whose forward(batch, generator) returns the loss.
+"""The training stages, each an nn.Module whose forward(batch, generator) returns the loss.
 
   vae     the small VAE, trained first because no SD VAE can be downloaded here (L1 + MSE, see VAEStage)
   image   stage 1 of the paper: denoising UNet + ReferenceNet + Pose Guider on single frames;
           VAE and CLIP image encoder frozen, motion modules unused
   motion  stage 2: motion modules only, on clips; everything else frozen
+  decoder optional: the VAE decoder only (encoder frozen, so the latent space the UNets were trained
+          on does not move); lets the decoder keep improving after, or alongside, stages 1 and 2
 
 Wrapping the model in a stage module lets `accelerate` prepare one module whose forward does all
 the work (distributed gradient sync needs the forward to go through the wrapper).
@@ -22,7 +24,7 @@ from aa_engine.models.video_unet import video_forward
 from aa_engine.training.config import TrainConfig
 from aa_engine.training.objectives import add_noise, alphas_cumprod, loss_weights, sample_noise, v_target
 
-STAGES = ("vae", "image", "motion")
+STAGES = ("vae", "image", "motion", "decoder")
 
 
 def trainable_parameters(model: AnimateAnyoneModel, stage: str) -> list[nn.Parameter]:
@@ -30,6 +32,8 @@ def trainable_parameters(model: AnimateAnyoneModel, stage: str) -> list[nn.Param
     motion = {id(p) for m in model.motion_modules() for p in m.parameters()}
     if stage == "vae":
         chosen = list(model.vae.parameters())
+    elif stage == "decoder":
+        chosen = list(model.vae.decoder.parameters()) + list(model.vae.post_quant_conv.parameters())
     elif stage == "image":
         chosen = list(model.reference_unet.parameters()) + list(model.pose_guider.parameters())
         chosen += [p for p in model.denoising_unet.parameters() if id(p) not in motion]
@@ -56,7 +60,8 @@ class VAEStage(nn.Module):
         # sampling with the initial unit std drowns the latents in noise and trains far too slowly
         # for a CPU budget. A little fixed-size noise keeps the decoder tolerant of the imperfect
         # latents diffusion produces; an L2 penalty on the mean keeps the latent scale bounded.
-        mean = self.model.vae.encode(images).latent_dist.mean
+        with torch.set_grad_enabled(self.config.stage == "vae" and torch.is_grad_enabled()):
+            mean = self.model.vae.encode(images).latent_dist.mean
         eps = torch.randn(mean.shape, generator=generator).to(images)
         recon = self.model.vae.decode(mean + self.config.latent_noise * eps).sample
         return F.l1_loss(recon, images) + F.mse_loss(recon, images) + self.config.kl_weight * mean.pow(2).mean()
@@ -124,7 +129,7 @@ class DiffusionStage(nn.Module):
 
 
 def make_stage(model: AnimateAnyoneModel, config: TrainConfig) -> nn.Module:
-    if config.stage == "vae":
+    if config.stage in ("vae", "decoder"):
         return VAEStage(model, config)
     return DiffusionStage(model, config, use_motion=config.stage == "motion")
 

@@ -101,7 +101,7 @@ def write_samples(model: AnimateAnyoneModel, config: TrainConfig, path: Path) ->
     device = next(model.parameters()).device
     rows = []
     with torch.no_grad():
-        if config.stage == "vae":
+        if config.stage in ("vae", "decoder"):
             clips = [make_clip("heldout", i, 4, config.width, config.height) for i in SAMPLE_CLIPS]
             for clip in clips:
                 images = torch.from_numpy(clip.frames).float().div(127.5).sub(1).permute(0, 3, 1, 2).to(device)

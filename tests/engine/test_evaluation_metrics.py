@@ -63,14 +63,14 @@ def test_no_motion_ablation_equals_the_model_run_without_motion_modules(tiny_mod
 def test_evaluation_writes_the_table_and_the_contact_sheet(tiny_model, tmp_path):
     config = EvalConfig(clips=1, frames=2, width=64, height=64, steps=2, sheet_clips=1)
     result = evaluate(tiny_model, config)
-    assert set(result.scores) == {"full", "no_referencenet", "no_motion", "warp_baseline"}
+    assert set(result.scores) == {"full", "no_referencenet", "no_motion", "warp_baseline", "vae_ceiling"}
     paths = write_report(result, tmp_path)
     table = paths["table"].read_text()
     assert "| full |" in table and "| warp_baseline |" in table
     from PIL import Image
 
     sheet = Image.open(paths["sheet"])
-    assert sheet.width > 64 * 3 and sheet.height >= 64 * 2 * 6  # reference/poses row, 4 ablations, ground truth
+    assert sheet.width > 64 * 3 and sheet.height >= 64 * 2 * 7  # reference/poses row, 5 rows of results, ground truth
 
 
 def test_unknown_ablation_is_a_clear_error():
