@@ -39,6 +39,20 @@ def _prop_with_placeholder(layout, data, name, placeholder):
         layout.prop(data, name)
 
 
+def _detected_bone_map(armature) -> str:
+    """One line for the panel: which bundled map fits the armature, or why none does."""
+    try:
+        from .skeleton.export import detect_bone_map
+
+        bone_map, missing = detect_bone_map(armature)
+    except ImportError:
+        return "Bone map detection is not installed"
+    except Exception as exc:  # the pose export's errors (message + hint): shown, not raised
+        return getattr(exc, "message", str(exc))
+    label = getattr(bone_map, "label", None) or bone_map.name
+    return f"Detected: {label}" + (f" ({len(missing)} bones missing)" if missing else "")
+
+
 class ANIMATE_ANYONE_PT_shot(bpy.types.Panel):
     bl_label = "Animate Anyone"
     bl_idname = "ANIMATE_ANYONE_PT_shot"
@@ -70,6 +84,9 @@ class ANIMATE_ANYONE_PT_shot(bpy.types.Panel):
             active = context.active_object if hasattr(context, "active_object") else None
             col.label(text=f"Using the active armature: {active.name}" if active is not None and active.type == 'ARMATURE' else "Pick an armature (or select one)", icon='ARMATURE_DATA')
         _prop_with_placeholder(col, settings, "bone_map", "Auto-detect")
+        armature = settings.armature or (context.active_object if getattr(context, "active_object", None) is not None and context.active_object.type == 'ARMATURE' else None)
+        if armature is not None and not settings.bone_map:
+            col.label(text=_detected_bone_map(armature), icon='BONE_DATA')
         row = col.row(align=True)
         row.prop(settings, "hands", toggle=True)
         row.prop(settings, "face", toggle=True)

@@ -215,7 +215,9 @@ def export_poses(scene, plan: ShotPlan, settings=None, progress=None) -> list[st
             raise PoseExportFailed(exc.message, getattr(exc, "hint", "")) from exc
         raise
     plan.pose_paths = [str(p) for p in result.map_paths]
+    plan.notes.extend(getattr(result, "notes", []))
     missing = getattr(result, "missing_keypoints", None)
     if missing:
-        plan.notes.append(f"Not drawn (unmapped or out of view): {', '.join(map(str, list(missing)[:8]))}.")
+        more = f" and {len(missing) - 6} more" if len(missing) > 6 else ""
+        plan.notes.append(f"Bone map '{result.bone_map_name}'; not drawn: {', '.join(map(str, missing[:6]))}{more}.")
     return plan.pose_paths

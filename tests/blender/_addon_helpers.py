@@ -68,7 +68,51 @@ def set_engine_preferences(python: str, weights: str = "random-tiny", device: st
     return prefs
 
 
-def simple_shot_scene(tmp_path: Path, camera: bool = True, armature: bool = True, frames: int = 4,
+# A small Mixamo-named rig (metres, facing -Y, towards the camera): name -> (head, tail).
+MIXAMO_BONES = {
+    "mixamorig:Hips": ((0, 0, 1.0), (0, 0, 1.1)),
+    "mixamorig:Spine": ((0, 0, 1.1), (0, 0, 1.45)),
+    "mixamorig:Neck": ((0, 0, 1.5), (0, 0, 1.6)),
+    "mixamorig:Head": ((0, 0, 1.6), (0, 0, 1.85)),
+    "mixamorig:LeftArm": ((0.2, 0, 1.45), (0.45, 0, 1.45)),
+    "mixamorig:LeftForeArm": ((0.45, 0, 1.45), (0.7, 0, 1.45)),
+    "mixamorig:LeftHand": ((0.7, 0, 1.45), (0.8, 0, 1.45)),
+    "mixamorig:RightArm": ((-0.2, 0, 1.45), (-0.45, 0, 1.45)),
+    "mixamorig:RightForeArm": ((-0.45, 0, 1.45), (-0.7, 0, 1.45)),
+    "mixamorig:RightHand": ((-0.7, 0, 1.45), (-0.8, 0, 1.45)),
+    "mixamorig:LeftUpLeg": ((0.1, 0, 1.0), (0.1, 0, 0.55)),
+    "mixamorig:LeftLeg": ((0.1, 0, 0.55), (0.1, 0, 0.1)),
+    "mixamorig:LeftFoot": ((0.1, 0, 0.1), (0.1, -0.15, 0.0)),
+    "mixamorig:RightUpLeg": ((-0.1, 0, 1.0), (-0.1, 0, 0.55)),
+    "mixamorig:RightLeg": ((-0.1, 0, 0.55), (-0.1, 0, 0.1)),
+    "mixamorig:RightFoot": ((-0.1, 0, 0.1), (-0.1, -0.15, 0.0)),
+}
+
+
+def add_test_rig(scene, frames: int, bones: dict = MIXAMO_BONES, name: str = "Rig"):
+    """An armature with `bones`, its left arm keyframed to wave over `frames` frames."""
+    import bpy
+
+    rig = bpy.data.objects.new(name, bpy.data.armatures.new(name))
+    scene.collection.objects.link(rig)
+    if not bones:
+        return rig
+    bpy.context.view_layer.objects.active = rig
+    bpy.ops.object.mode_set(mode='EDIT')
+    for bone_name, (head, tail) in bones.items():
+        bone = rig.data.edit_bones.new(bone_name)
+        bone.head, bone.tail = head, tail
+    bpy.ops.object.mode_set(mode='OBJECT')
+    arm = rig.pose.bones.get("mixamorig:LeftArm")
+    if arm is not None:
+        arm.rotation_mode = 'XYZ'
+        for frame, angle in ((scene.frame_start, -0.6), (scene.frame_start + max(frames - 1, 1), 0.6)):
+            arm.rotation_euler = (0.0, 0.0, angle)
+            arm.keyframe_insert("rotation_euler", frame=frame)
+    return rig
+
+
+def simple_shot_scene(tmp_path: Path, camera: bool = True, armature: bool | dict = True, frames: int = 4,
                       width: int = 64, height: int = 96):
     """In the current (fresh) file: a camera looking at a small armature, render size, frame range,
     shot settings pointing at the example reference and a tmp output folder."""
@@ -84,9 +128,7 @@ def simple_shot_scene(tmp_path: Path, camera: bool = True, armature: bool = True
         cam.rotation_euler = (1.5708, 0.0, 0.0)
         scene.camera = cam
     if armature:
-        data = bpy.data.armatures.new("Rig")
-        rig = bpy.data.objects.new("Rig", data)
-        scene.collection.objects.link(rig)
+        add_test_rig(scene, frames, bones=MIXAMO_BONES if armature is True else armature)
     settings = scene.animate_anyone
     settings.reference_path = str(REFERENCE)
     settings.output_dir = str(tmp_path / "out") + os.sep

@@ -53,6 +53,7 @@ def test_several_armatures_and_none_chosen_are_named(shot):
 
     other = bpy.data.objects.new("Other Rig", bpy.data.armatures.new("Other"))
     shot.collection.objects.link(other)
+    bpy.context.view_layer.objects.active = None
     p = render_error(shot)
     assert p.message == "Scene 'Scene' has several armatures (Other Rig, Rig) and none is chosen."
 
@@ -152,3 +153,25 @@ def test_image_datablock_reference_is_saved_for_the_engine(shot, tmp_path):
     s.reference_image = None
     with pytest.raises(Exception, match="No reference image is chosen."):
         plan_shot(shot)
+
+
+def test_unmapped_bones_are_named(tmp_path):
+    import bpy
+
+    with addon_enabled():
+        scene = simple_shot_scene(tmp_path, armature={"root": ((0, 0, 0), (0, 0, 1)), "arm_thing.L": ((0.2, 0, 1.4), (0.5, 0, 1.4))})
+        set_engine_preferences(engine_python())
+        p = render_error(scene)
+    assert p.message.startswith("No bone map fits this armature")
+    assert "missing bones:" in p.message
+    missing = p.message.split("missing bones:", 1)[1]
+    assert "LeftForeArm" in missing or "ORG-forearm" in missing  # the bones are named
+    assert "bone map" in p.hint
+    # the engine was started early (fail fast) and is stopped with the add-on: nothing left running
+
+
+def test_a_chosen_bone_map_that_does_not_fit_names_the_bones(shot):
+    shot.animate_anyone.bone_map = "rigify"
+    p = render_error(shot)
+    assert p.message.startswith("The bone map 'rigify' does not fit this armature")
+    assert "ORG-upper_arm.L" in p.message or "ORG-" in p.message
