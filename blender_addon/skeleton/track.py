@@ -115,12 +115,12 @@ def track_to_dict(track: KeypointTrack) -> dict:
 
 
 def write_track(track: KeypointTrack, path: str | Path) -> Path:
-    """Write the track as JSON (atomically; one frame per line so diffs stay readable)."""
+    """Write the track as JSON (atomically; one field and one frame per line so diffs stay readable)."""
     data = track_to_dict(track)
     frames = data.pop("frames")
-    head = json.dumps(data, indent=1)[:-2]  # drop the closing "\n}"
+    head = ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in data.items())
     lines = ",\n  ".join(json.dumps(f, separators=(",", ":")) for f in frames)
-    text = f'{head},\n "frames": [\n  {lines}\n ]\n}}\n' if frames else f'{head},\n "frames": []\n}}\n'
+    text = f'{{\n{head},\n "frames": [\n  {lines}\n ]\n}}\n' if frames else f'{{\n{head},\n "frames": []\n}}\n'
     path = Path(path)
     write_atomic(path, text.encode("utf-8"))
     return path
