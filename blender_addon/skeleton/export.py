@@ -50,10 +50,41 @@ def detect_bone_map(armature):
     return resolved.bone_map, resolved.missing_bones
 
 
-def _check_inputs(armature, frame_start, frame_end, width, height):
+def _enabled_objects(view_layer) -> set[str]:
+    """Names of the objects reachable through collections neither excluded from the view layer
+    nor disabled in viewports."""
+    names, stack = set(), [view_layer.layer_collection]
+    while stack:
+        layer_coll = stack.pop()
+        if layer_coll.exclude or layer_coll.collection.hide_viewport:
+            continue
+        names.update(o.name for o in layer_coll.collection.objects)
+        stack.extend(layer_coll.children)
+    return names
+
+
+def _view_layer(scene):
+    context_layer = getattr(bpy.context, "view_layer", None)
+    if context_layer is not None and getattr(bpy.context, "scene", None) == scene:
+        return context_layer
+    return scene.view_layers[0]
+
+
+def _check_inputs(scene, armature, frame_start, frame_end, width, height):
     if armature is None or getattr(armature, "type", None) != 'ARMATURE':
         what = "nothing" if armature is None else f"'{armature.name}' ({armature.type.lower()})"
         raise NoArmature(f"The pose export needs an armature object, got {what}.", "Pick an armature in 'Armature'.")
+    if armature.name not in scene.objects:
+        raise NoArmature(f"The armature '{armature.name}' is not in scene '{scene.name}'.", "Pick an armature of this scene.")
+    # Blender does not evaluate (animate) objects disabled in viewports or in excluded collections:
+    # the export would silently draw one frozen pose.
+    if armature.hide_viewport or armature.name not in _enabled_objects(_view_layer(scene)):
+        raise NoArmature(
+            f"The armature '{armature.name}' is disabled in viewports (the object, one of its collections, or an excluded "
+            "collection), so Blender does not animate it.",
+            "In the Outliner, enable it and its collections in viewports (monitor icon) and tick its collection's checkbox; "
+            "hiding it with the eye icon is fine.",
+        )
     if int(frame_end) < int(frame_start):
         raise BadFrameRange(f"The frame range {frame_start}-{frame_end} is empty.", "Set an end frame at or after the start frame.")
     if int(width) <= 0 or int(height) <= 0:
@@ -87,7 +118,7 @@ def export_shot(scene, armature, out_dir: str, frame_start: int, frame_end: int,
     camera: project through this camera instead of the scene's (per-frame) active camera.
     write_maps: False writes only the track (maps can be drawn later from it).
     """
-    _check_inputs(armature, frame_start, frame_end, width, height)
+    _check_inputs(scene, armature, frame_start, frame_end, width, height)
     width, height = int(width), int(height)
     frames = list(range(int(frame_start), int(frame_end) + 1))
     check_camera(scene, camera)

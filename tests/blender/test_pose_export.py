@@ -187,3 +187,28 @@ def test_a_user_bone_map_file_is_used(shot, tmp_path):
     scene.frame_set(1)
     x, y, _ = expected_pixel(scene, cam, rig.matrix_world @ rig.pose.bones["LeftHand"].tail, W, H)
     assert tuple(result.track.frames[0].body[BODY_NAMES.index("left_wrist"), :2]) == pytest.approx((x, y), abs=1e-3)
+
+
+@pytest.mark.parametrize("how", ["object", "collection", "excluded"])
+def test_an_armature_blender_does_not_evaluate_is_refused(shot, tmp_path, how):
+    scene, rig, cam = shot
+    coll = bpy.data.collections.new("Rigs")
+    scene.collection.children.link(coll)
+    scene.collection.objects.unlink(rig)
+    coll.objects.link(rig)
+    if how == "object":
+        rig.hide_viewport = True
+    elif how == "collection":
+        coll.hide_viewport = True
+    else:
+        bpy.context.view_layer.layer_collection.children["Rigs"].exclude = True
+    with pytest.raises(NoArmature, match="disabled in viewports"):
+        export.export_shot(scene, rig, str(tmp_path), 1, 5, W, H)
+
+
+def test_an_armature_hidden_with_the_eye_icon_still_animates(shot, tmp_path):
+    scene, rig, cam = shot
+    rig.hide_set(True)
+    result = export.export_shot(scene, rig, str(tmp_path), 1, 5, W, H)
+    wrist = BODY_NAMES.index("left_wrist")
+    assert result.track.frames[0].body[wrist, 0] != pytest.approx(result.track.frames[-1].body[wrist, 0], abs=1.0)
