@@ -157,3 +157,18 @@ def test_the_current_frame_is_restored(rigify_shot, tmp_path):
     export.export_shot(scene, rig, str(tmp_path), 1, 10, W, H, write_maps=False)
     assert scene.frame_current == 7
     assert not list(tmp_path.glob("pose_*.png")) and (tmp_path / "keypoints.json").is_file()
+
+
+def test_face_points_follow_the_face_bones(rigify_shot, tmp_path):
+    scene, rig, cam = rigify_shot
+    result = export.export_shot(scene, rig, str(tmp_path), 10, 10, W, H, face=True)
+    face = result.track.frames[0].face
+    assert face.shape == (68, 3) and (face[:, 2] == 1).all()
+    scene.frame_set(10)
+    for index, bone, at in ((54, "ORG-lip.T.L.001", "tail"), (8, "ORG-chin", "head"), (36, "ORG-lid.T.R", "head")):
+        pb = rig.pose.bones[bone]
+        x, y, _ = expected_pixel(scene, cam, rig.matrix_world @ (pb.tail if at == "tail" else pb.head), W, H)
+        assert tuple(face[index, :2]) == pytest.approx((x, y), abs=0.5), index
+    # The layout's sides: point 0 (character's right jaw) is left of point 16 in a front view.
+    assert face[0, 0] < face[8, 0] < face[16, 0]
+    assert face[8, 1] > face[30, 1] > face[27, 1]  # chin below the nose tip below the bridge
