@@ -9,7 +9,7 @@ from . import runtime, vse
 from .engine_setup import set_up_engine_env
 from .errors import AddonError
 from .preferences import engine_env_dir, engine_settings, get_preferences
-from .render_shot import fail, finish_render, render_blocking, start_render
+from .render_shot import advance, fail, render_blocking, start_render
 
 REDRAW_AREAS = {'PROPERTIES', 'DOPESHEET_EDITOR', 'PREFERENCES', 'SEQUENCE_EDITOR'}
 
@@ -91,16 +91,10 @@ class ANIMATE_ANYONE_OT_render(bpy.types.Operator):
             return {'RUNNING_MODAL'}
         if event.type != 'TIMER':
             return {'PASS_THROUGH'}
-        progress = task.pump()
+        progress = advance(context, self._scene_name)
         redraw_all()
         if not progress.finished:
             return {'PASS_THROUGH'}
-        scene = bpy.data.scenes.get(self._scene_name)
-        if progress.state == "done" and scene is not None:
-            try:
-                finish_render(vse.sequencer_scene(context, scene) if scene == context.scene else scene, task, scene.animate_anyone.import_pose_preview)
-            except (RuntimeError, ValueError) as exc:
-                progress.state, progress.message, progress.hint = "error", f"Importing the frames failed: {exc}", "The frames are on disk; add them with Add > Image/Sequence."
         if progress.state == "done":
             self.report({'INFO'}, progress.message)
             return self._end(context, {'FINISHED'})

@@ -46,6 +46,30 @@ def finish_render(scene, task: RenderTask, import_pose_preview: bool = False):
     return strip
 
 
+def advance(context, scene_name: str) -> JobProgress | None:
+    """One timer tick of the render operator: handle the queued engine events without waiting and,
+    once the job is done, import the frames (into the sequencer's scene in 5.0 when it shows this one)."""
+    import bpy
+
+    task = runtime.tasks.get(scene_name)
+    if task is None:
+        return None
+    progress = task.pump()
+    if progress.state == "done" and not getattr(task, "imported", False):
+        task.imported = True
+        scene = bpy.data.scenes.get(scene_name)
+        if scene is None:
+            progress.state, progress.message, progress.hint = "error", f"The scene '{scene_name}' is gone.", "The frames are on disk."
+            return progress
+        target = vse.sequencer_scene(context, scene) if scene == context.scene else scene
+        try:
+            finish_render(target, task, scene.animate_anyone.import_pose_preview)
+        except (RuntimeError, ValueError) as exc:
+            progress.state, progress.message = "error", f"Importing the frames failed: {exc}"
+            progress.hint = "The frames are on disk; add them with Add > Image/Sequence."
+    return progress
+
+
 def fail(scene, exc: AddonError) -> JobProgress:
     """Record an error that happened before a task existed, for the panel."""
     progress = JobProgress(state="error", message=exc.message, hint=exc.hint, error=exc)

@@ -127,3 +127,38 @@ def test_render_operator_in_background_then_rerun_resumes_with_one_strip(tmp_pat
         assert sorted(strips) == ["AA op", "AA op skeleton"]
         assert strips["AA op skeleton"].channel == strips["AA op"].channel + 1
         assert len(strips["AA op skeleton"].elements) == 4 and int(strips["AA op skeleton"].frame_start) == scene.frame_start
+
+
+@pytest.mark.slow
+def test_the_ui_path_never_waits_on_the_engine(tmp_path):
+    """What the render button does: start_render returns at once with the job queued, and each
+    timer tick (advance) only handles events already there; the strip appears when done."""
+    import time
+
+    import bpy
+
+    from blender_addon import runtime, vse
+    from blender_addon.render_shot import advance, start_render
+
+    with addon_enabled():
+        scene = simple_shot_scene(tmp_path, frames=3)
+        set_engine_preferences(engine_python())
+        task = start_render(bpy.context, scene)
+        assert task.progress.state in ("starting", "running") and runtime.busy()
+        ticks, running_ticks, slowest = 0, 0, 0.0
+        while True:
+            t0 = time.perf_counter()
+            progress = advance(bpy.context, scene.name)
+            slowest = max(slowest, time.perf_counter() - t0)
+            ticks += 1
+            if progress.finished:
+                break
+            running_ticks += 1
+            assert ticks < 5000
+            time.sleep(0.05)
+        assert progress.state == "done", progress.message
+        assert running_ticks > 5  # the job ran across many ticks: Blender got control back in between
+        assert slowest < 5.0  # no tick waited for the job (only the final import takes a moment)
+        strips = list(vse.strips_of(vse.sequencer_scene(bpy.context, scene).sequence_editor))
+        assert [s.name for s in strips] == ["AA Scene"] and len(strips[0].elements) == 3
+        assert not runtime.busy()
