@@ -51,6 +51,12 @@ class UnmappedBones(PoseExportError):
         self.missing_bones = list(missing_bones or [])
 
 
+class NothingInView(PoseExportError):
+    """No keypoint of the rig is in the camera's view in any frame of the range."""
+
+    code = "nothing_in_view"
+
+
 class OutputNotWritable(PoseExportError):
     code = "output"
 

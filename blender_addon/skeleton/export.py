@@ -16,7 +16,7 @@ import bpy
 
 from . import bone_maps
 from .draw import BODY_NAMES
-from .errors import BadFrameRange, BadSize, NoArmature
+from .errors import BadFrameRange, BadSize, NoArmature, NothingInView
 from .png import write_png
 from .project import KeypointProjector, check_camera
 from .track import MAP_NAME, TRACK_NAME, KeypointTrack, draw_frame, prepare_output, write_track
@@ -133,6 +133,7 @@ def export_shot(scene, armature, out_dir: str, frame_start: int, frame_end: int,
     timings = {"evaluate": 0.0, "project": 0.0, "draw": 0.0, "write_png": 0.0}
     keypoints, paths, cameras = [], [], []
     out_of_view = [0] * len(BODY_NAMES)
+    empty_frames = []
     user_frame, user_subframe = scene.frame_current, scene.frame_subframe
     try:
         for n, f in enumerate(frames):
@@ -147,6 +148,8 @@ def export_shot(scene, armature, out_dir: str, frame_start: int, frame_end: int,
             for i in range(len(BODY_NAMES)):
                 if not fk.body[i, 2] > 0:
                     out_of_view[i] += 1
+            if not (fk.body[:, 2] > 0).any():
+                empty_frames.append(f)
             t2 = time.perf_counter()
             timings["evaluate"] += t1 - t0
             timings["project"] += t2 - t1
@@ -175,6 +178,15 @@ def export_shot(scene, armature, out_dir: str, frame_start: int, frame_end: int,
                 "blender": bpy.app.version_string},
     )
     track_path = write_track(track, out / TRACK_NAME)
+    if len(empty_frames) == len(frames):
+        raise NothingInView(
+            f"No keypoint of '{armature.name}' is in the view of camera '{cameras[0]}' in frames {frames[0]}-{frames[-1]} "
+            "(all behind the camera or outside its frame).",
+            "Look through the camera (Numpad 0) and frame the character, or check the frame range.",
+        )
+    if empty_frames:
+        notes.append(f"Nothing of the rig is in view in {len(empty_frames)} of {len(frames)} frames "
+                     f"(first: {empty_frames[0]}); those maps are black.")
     unmapped_counts = [c if BODY_NAMES[i] not in resolved.unmapped else 0 for i, c in enumerate(out_of_view)]
     return ExportResult(
         map_paths=paths, track_path=track_path, bone_map_name=resolved.bone_map.name,

@@ -14,8 +14,8 @@ from mathutils import Vector  # noqa: E402
 
 from blender_addon.skeleton import export  # noqa: E402
 from blender_addon.skeleton.draw import BODY_NAMES, draw_pose_map  # noqa: E402
-from blender_addon.skeleton.errors import (BadBoneMap, BadFrameRange, NoArmature, NoCamera, OutputNotWritable,  # noqa: E402
-                                           UnmappedBones)
+from blender_addon.skeleton.errors import (BadBoneMap, BadFrameRange, NoArmature, NoCamera, NothingInView,  # noqa: E402
+                                           OutputNotWritable, UnmappedBones)
 from blender_addon.skeleton.project import KeypointProjector, camera_view_coords  # noqa: E402
 from tests.blender._pose_rigs import add_camera, expected_pixel, make_armature, make_mixamo  # noqa: E402
 
@@ -102,13 +102,34 @@ def test_export_writes_numbered_maps_and_a_track(shot, tmp_path):
 def test_points_behind_the_camera_are_missing_not_drawn(shot, tmp_path):
     scene, rig, cam = shot
     cam.rotation_euler = (math.radians(-90), 0, 0)  # turned round: looking along -Y, the body 5 m behind it
+    scene.frame_set(1)
+    hand = rig.pose.bones["LeftHand"]
+    moved = hand.matrix.copy()
+    moved.translation = (0.0, -8.0, 1.0)  # only the left hand, 3 m in front of the camera
+    hand.matrix = moved
     result = export.export_shot(scene, rig, str(tmp_path), 1, 1, W, H)
     body = result.track.frames[0].body
-    assert (body[:, 2] == 0).all() and np.isnan(body[:, :2]).all()
+    wrist = BODY_NAMES.index("left_wrist")
+    assert body[wrist, 2] == 1
+    others = np.delete(body, wrist, axis=0)
+    assert (others[:, 2] == 0).all() and np.isnan(others[:, :2]).all()
     v = world_to_camera_view(scene, cam, rig.matrix_world @ rig.pose.bones["LeftArm"].head)
     assert v.z < 0 and 0 <= v.x <= 1 and 0 <= v.y <= 1  # world_to_camera_view alone would place it in the frame
-    assert not _png_pixels(result.map_paths[0]).any()
+    pixels = _png_pixels(result.map_paths[0])
+    assert pixels.any() and np.array_equal(pixels, draw_pose_map(W, H, np.where(np.isnan(body), 0.0, body)))
     assert "left_shoulder (out of view in 1 of 1 frames)" in result.missing_keypoints
+
+
+def test_a_rig_never_in_view_is_an_error_and_partly_empty_shots_a_note(shot, tmp_path):
+    scene, rig, cam = shot
+    cam.keyframe_insert("rotation_euler", frame=2)  # facing the rig up to frame 2 ...
+    cam.rotation_euler = (math.radians(-90), 0, 0)  # ... turned away from frame 3 on
+    cam.keyframe_insert("rotation_euler", frame=3)
+    result = export.export_shot(scene, rig, str(tmp_path), 1, 4, W, H)
+    assert any("Nothing of the rig is in view in 2 of 4 frames (first: 3)" in n for n in result.notes)
+    with pytest.raises(NothingInView) as info:
+        export.export_shot(scene, rig, str(tmp_path), 3, 4, W, H)
+    assert "frames 3-4" in info.value.message and info.value.hint
 
 
 def test_one_point_out_of_frame_is_dropped_the_rest_drawn(shot, tmp_path):
