@@ -57,4 +57,4 @@ def test_info_describes_a_release_folder(tmp_path):
     assert "missing:  motion_module.pth" in run.stdout
     assert run.returncode == 2 and "incomplete: missing motion_module.pth" in run.stderr
     run = subprocess.run([sys.executable, "-m", "aa_engine", "info", "--weights", "random-tiny"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0 and "motion_modules" in run.stdout and "device:   cpu" in run.stdout
+    assert run.returncode == 0 and "of which motion modules" in run.stdout and "device:   cpu" in run.stdout
