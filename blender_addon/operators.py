@@ -227,6 +227,11 @@ class ANIMATE_ANYONE_OT_open_folder(bpy.types.Operator):
         return {'FINISHED'}
 
 
+@bpy.app.handlers.persistent
+def _on_load_pre(*_args):
+    runtime.cancel_tasks()
+
+
 classes = (
     ANIMATE_ANYONE_OT_render,
     ANIMATE_ANYONE_OT_cancel,
@@ -240,9 +245,12 @@ classes = (
 def register():
     for cls in classes:
         bpy.utils.register_class(cls)
+    bpy.app.handlers.load_pre.append(_on_load_pre)
 
 
 def unregister():
+    if _on_load_pre in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.remove(_on_load_pre)
     if bpy.app.timers.is_registered(_poll_background):
         bpy.app.timers.unregister(_poll_background)
     for cls in reversed(classes):

@@ -79,9 +79,9 @@ def fail(scene, exc: AddonError) -> JobProgress:
 
 def render_blocking(context, scene, engine_overrides: dict | None = None, echo=print):
     """The command-line path (Blender -b runs no timers): returns (task, strip). Raises AddonError."""
-    def export_progress(*args):
-        if len(args) >= 2:
-            echo(f"skeleton maps {args[0]}/{args[1]}")
+    def export_progress(done, total):
+        if done == total or done % max(1, total // 10) == 0:
+            echo(f"skeleton maps {done}/{total}")
 
     task = start_render(context, scene, engine_overrides, export_progress=export_progress)
     plan = task.plan

@@ -104,8 +104,7 @@ class RenderTask:
         """Ask the engine to stop (honoured within one denoising step); frames on disk stay."""
         if self.progress.finished:
             return
-        if not self._sent:
-            self.engine.shutdown(5)
+        if not self._sent:  # the engine is still loading: never send the job (the engine stays for the next one)
             self._finish_cancelled(0)
             return
         self.progress.state = "cancelling"

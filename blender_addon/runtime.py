@@ -119,11 +119,17 @@ def _describe_hello(hello: dict, status: BackgroundStatus) -> None:
     status.factor = 1.0
 
 
-def reset() -> None:
-    """Stop everything (called from unregister)."""
+def cancel_tasks() -> None:
+    """Cancel running jobs and forget every shot's status (a new file is loading: the render
+    operators die with the old file's windows). The engine stays up for the next render."""
     for task in list(tasks.values()):
         if not task.progress.finished:
             task.cancel()
     tasks.clear()
     status.clear()
+
+
+def reset() -> None:
+    """Stop everything (called from unregister)."""
+    cancel_tasks()
     shutdown_engine()

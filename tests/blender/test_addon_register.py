@@ -54,3 +54,25 @@ def test_package_imports_without_bpy():
     done = subprocess.run([engine_python(), "-c", code, *modules], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_loading_another_file_cancels_a_running_render(tmp_path):
+    """The render operator dies with the old file's windows: its job must not stay 'running'."""
+    import bpy
+
+    from _addon_helpers import job_message
+    from blender_addon import runtime
+    from blender_addon.engine_client import EngineSettings
+    from blender_addon.render_task import RenderTask
+
+    with addon_enabled():
+        engine = runtime.engine_for(EngineSettings(engine_python(), "random-tiny", "cpu"))
+        task = RenderTask(engine, job_message(tmp_path, count=2, steps=50))
+        runtime.tasks["Scene"] = task
+        runtime.status["Scene"] = task.progress
+        assert runtime.busy()
+        bpy.ops.wm.read_homefile(use_empty=True)  # a file load (load_pre runs; the add-on stays enabled)
+        assert not runtime.busy() and runtime.status == {}
+        assert task.progress.state in ("cancelling", "cancelled")
+        assert engine.alive  # kept for the next render
+    assert not engine.alive
