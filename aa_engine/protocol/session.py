@@ -35,9 +35,9 @@ class EngineSession:
         self._worker: threading.Thread | None = None
 
     # -- outgoing ---------------------------------------------------------------------------------
-    def send(self, message_type: str, **fields) -> None:
+    def send(self, type: str, **fields) -> None:  # noqa: A002 - the protocol's field name
         with self._send_lock:
-            self._send({"type": message_type, **fields})
+            self._send({"type": type, **fields})
 
     def send_error(self, job_id: str | None, error: EngineError) -> None:
         self.send("error", id=job_id, **error.to_dict())
@@ -101,8 +101,10 @@ class EngineSession:
     def _start_job(self, message: dict) -> None:
         job_id = message.get("id") if isinstance(message.get("id"), str) else None
         if self._worker is not None and self._worker.is_alive():
-            self.send_error(job_id, EngineError(f"Job {self._job_id!r} is still running.", "Wait for its done/error event, or cancel it.", code="busy"))
-            return
+            if self._job_id is not None:
+                self.send_error(job_id, EngineError(f"Job {self._job_id!r} is still running.", "Wait for its done/error event, or cancel it.", code="busy"))
+                return
+            self._worker.join()  # it has sent its last event and is only ending
         try:
             spec = JobSpec.from_message(message)
         except EngineError as exc:
@@ -123,13 +125,15 @@ class EngineSession:
 
         try:
             result = run_job(self.pipe, self.weights.identity, spec, emit, self._cancel.is_set)
-            self.send("done", id=spec.id, **result)
+            last = {"type": "done", "id": spec.id, **result}
         except Cancelled:
-            self.send("cancelled", id=spec.id, frames_done=frames_done[0])
+            last = {"type": "cancelled", "id": spec.id, "frames_done": frames_done[0]}
         except EngineError as exc:
-            self.send_error(spec.id, exc)
+            last = {"type": "error", "id": spec.id, **exc.to_dict()}
         except Exception as exc:  # noqa: BLE001 - the engine must survive a failed job
             log.error("job %s failed:\n%s", spec.id, traceback.format_exc())
-            self.send_error(spec.id, EngineError(f"Internal error: {exc.__class__.__name__}: {exc}", "This is a bug; the engine log (stderr) has the traceback.", code="internal"))
-        finally:
-            self._job_id = None
+            error = EngineError(f"Internal error: {exc.__class__.__name__}: {exc}", "This is a bug; the engine log (stderr) has the traceback.", code="internal")
+            last = {"type": "error", "id": spec.id, **error.to_dict()}
+        # Free the slot before the last event, so a job sent in reply to it is never refused as busy.
+        self._job_id = None
+        self.send(**last)

@@ -387,8 +387,8 @@ def draw_hands(canvas: np.ndarray, hands: np.ndarray) -> np.ndarray:
     hands = np.asarray(hands, dtype=np.float64).reshape(-1, 21, 3)
     present = _present(hands)
     for hand, points in zip(present, hands):
-        xs = [int(v / float(width) * width) for v in points[:, 0]]
-        ys = [int(v / float(height) * height) for v in points[:, 1]]
+        xs = [int(v / float(width) * width) if p else 0 for v, p in zip(points[:, 0], hand)]
+        ys = [int(v / float(height) * height) if p else 0 for v, p in zip(points[:, 1], hand)]
         ok = [bool(p) and xs[i] > _EPS and ys[i] > _EPS for i, p in enumerate(hand)]
         for edge, (a, b) in enumerate(HAND_EDGES):
             if ok[a] and ok[b]:
@@ -407,8 +407,10 @@ def draw_face(canvas: np.ndarray, face: np.ndarray) -> np.ndarray:
     present = _present(faces)
     for marks, points in zip(present, faces):
         for ok, (px, py, _) in zip(marks, points):
+            if not ok:
+                continue
             x, y = int(px / float(width) * width), int(py / float(height) * height)
-            if ok and x > _EPS and y > _EPS:
+            if x > _EPS and y > _EPS:
                 _circle(canvas, x, y, FACE_RADIUS, (255, 255, 255))
     return canvas
 

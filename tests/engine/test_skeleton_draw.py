@@ -93,3 +93,10 @@ def test_missing_points_and_their_limbs_are_not_drawn():
     drawn = draw_pose_map(64, 64, body)
     assert drawn[20, 26].any()  # the neck-shoulder limb
     assert not drawn[40:, :].any()  # nothing towards the NaN elbow
+
+
+def test_nan_hand_and_face_points_are_missing_not_errors():
+    body = np.full((18, 3), np.nan)
+    hands = np.full((2, 21, 3), np.nan)
+    face = np.full((68, 3), np.nan)
+    assert not draw_pose_map(64, 64, body, hands=hands, face=face).any()
