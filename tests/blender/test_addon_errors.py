@@ -155,6 +155,7 @@ def test_image_datablock_reference_is_saved_for_the_engine(shot, tmp_path):
         plan_shot(shot)
 
 
+@pytest.mark.slow  # the engine is started before the export (fail fast) and stopped with the add-on
 def test_unmapped_bones_are_named(tmp_path):
     import bpy
 
@@ -170,6 +171,7 @@ def test_unmapped_bones_are_named(tmp_path):
     # the engine was started early (fail fast) and is stopped with the add-on: nothing left running
 
 
+@pytest.mark.slow
 def test_a_chosen_bone_map_that_does_not_fit_names_the_bones(shot):
     shot.animate_anyone.bone_map = "rigify"
     p = render_error(shot)

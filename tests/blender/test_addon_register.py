@@ -34,6 +34,7 @@ def test_direct_register_unregister_without_the_addon_system(empty_blend):
         assert not hasattr(bpy.types.Scene, "animate_anyone")
 
 
+@pytest.mark.slow
 def test_unregister_stops_a_running_engine(empty_blend):
     from blender_addon import runtime
     from blender_addon.engine_client import EngineSettings
