@@ -31,6 +31,24 @@ def draw_engine_status(layout):
             box.label(text=line)
 
 
+_previews = None  # bpy.utils.previews collection: thumbnails of reference files, made in register()
+
+
+def reference_preview_icon(path: str) -> int:
+    """Icon id of a thumbnail of the reference file (0 when there is none to show)."""
+    if _previews is None or not path:
+        return 0
+    from pathlib import Path
+
+    full = bpy.path.abspath(path)
+    if not Path(full).is_file():
+        return 0
+    key = full
+    if key not in _previews:
+        _previews.load(key, full, 'IMAGE')
+    return _previews[key].icon_id
+
+
 def _prop_with_placeholder(layout, data, name, placeholder):
     # `placeholder` (grey text in an empty field) exists from Blender 4.1 on.
     if bpy.app.version >= (4, 1, 0):
@@ -74,6 +92,9 @@ class ANIMATE_ANYONE_PT_shot(bpy.types.Panel):
         col.prop(settings, "reference_source", expand=True)
         if settings.reference_source == 'FILE':
             col.prop(settings, "reference_path")
+            icon = reference_preview_icon(settings.reference_path)
+            if icon:
+                col.template_icon(icon_value=icon, scale=6.0)
         else:
             col.template_ID(settings, "reference_image", open="image.open")
             image = settings.reference_image
@@ -165,12 +186,20 @@ classes = (ANIMATE_ANYONE_PT_shot,)
 
 
 def register():
+    global _previews
+    import bpy.utils.previews
+
+    _previews = bpy.utils.previews.new()
     for cls in classes:
         bpy.utils.register_class(cls)
     bpy.types.DOPESHEET_HT_header.append(draw_timeline_button)
 
 
 def unregister():
+    global _previews
     bpy.types.DOPESHEET_HT_header.remove(draw_timeline_button)
+    if _previews is not None:
+        bpy.utils.previews.remove(_previews)
+        _previews = None
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)

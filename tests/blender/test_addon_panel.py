@@ -134,6 +134,22 @@ def test_panel_shows_the_rounding_note_and_the_missing_camera(shot):
     assert "The resolution 130x768 is not a multiple of 8." in lines
 
 
+def test_panel_loads_a_thumbnail_of_the_reference_file(shot):
+    """Headless Blender makes no icons (icon_id stays 0, so nothing is drawn); what can be checked
+    is that the reference file is loaded into the add-on's preview collection and draw() copes."""
+    import bpy
+
+    from _addon_helpers import REFERENCE
+    from blender_addon import panel
+
+    draw(panel.ANIMATE_ANYONE_PT_shot.draw, bpy.context)
+    assert str(REFERENCE) in panel._previews
+    shot.animate_anyone.reference_path = "/no/such/file.png"
+    assert panel.reference_preview_icon("/no/such/file.png") == 0
+    draw(panel.ANIMATE_ANYONE_PT_shot.draw, bpy.context)
+    assert "/no/such/file.png" not in panel._previews
+
+
 def test_panel_draws_with_an_image_datablock_reference(shot):
     import bpy
 
