@@ -221,6 +221,34 @@ def draw_track(track: KeypointTrack, out_dir: str | Path, hands: bool = True, fa
     return paths
 
 
+def rescale_track(track: KeypointTrack, reference: KeypointTrack, reference_frame: int = 0, align_frame: int = 0) -> KeypointTrack:
+    """`track` with its body rescaled to the proportions and placement of `reference`'s frame
+    `reference_frame` (see rescale.py); hands follow their wrists and the face its nose.
+
+    The reference's coordinates are brought to the track's pixel grid first (x * W/Wr, y * H/Hr):
+    the engine resizes the reference image to the job's size, so this is where it will stand.
+    """
+    from .rescale import follow_anchor, limb_ratios, rescale_body_track
+
+    ref = np.array(reference.frames[reference_frame].body, dtype=np.float64)
+    ref[:, 0] *= track.width / reference.width
+    ref[:, 1] *= track.height / reference.height
+    driving = np.stack([f.body for f in track.frames]).astype(np.float64)
+    bodies = rescale_body_track(driving, ref, align_frame)
+    _, body_ratio = limb_ratios(driving[align_frame], ref)
+    frames = []
+    for old, body in zip(track.frames, bodies):
+        hands = face = None
+        if old.hands is not None:
+            hands = np.stack([follow_anchor(old.hands[side], old.body[wrist], body[wrist], body_ratio)
+                              for side, wrist in ((0, 4), (1, 7))])
+        if old.face is not None:
+            face = follow_anchor(old.face, old.body[0], body[0], body_ratio)
+        frames.append(FrameKeypoints(old.frame, body, hands, face))
+    source = dict(track.source, rescaled_to={"reference": reference.source, "reference_frame": reference_frame, "align_frame": align_frame})
+    return KeypointTrack(track.width, track.height, track.fps, frames, source)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m blender_addon.skeleton.track",
                                      description="Redraw skeleton maps from a keypoint track (aa-keypoints/1).")
@@ -230,9 +258,19 @@ def main(argv: list[str] | None = None) -> int:
     draw.add_argument("out_dir")
     draw.add_argument("--hands", action="store_true", help="also draw hand keypoints (when the track has them)")
     draw.add_argument("--face", action="store_true", help="also draw face keypoints (when the track has them)")
+    rescale = sub.add_parser("rescale", help="rescale TRACK.json to the proportions of the character in REFERENCE.json (docs/pose_rescaling.md)")
+    rescale.add_argument("track")
+    rescale.add_argument("reference", help="a track holding the reference character's keypoints (e.g. the rig posed like the reference image)")
+    rescale.add_argument("out", help="the rescaled track (.json)")
+    rescale.add_argument("--reference-frame", type=int, default=0, help="which frame of REFERENCE.json (0-based, default 0)")
+    rescale.add_argument("--align-frame", type=int, default=0, help="the frame of TRACK.json posed like the reference (0-based, default 0)")
     args = parser.parse_args(argv)
     try:
         track = read_track(args.track)
+        if args.command == "rescale":
+            write_track(rescale_track(track, read_track(args.reference), args.reference_frame, args.align_frame), args.out)
+            print(f"wrote the rescaled track to {args.out}")
+            return 0
         paths = draw_track(track, args.out_dir, hands=args.hands, face=args.face)
     except PoseExportError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
