@@ -1,6 +1,6 @@
 """The command-line render (render farms, tests): the same job as the button, blocking.
 
-The end-to-end tests run the real engine subprocess (`random-tiny` weights) on a keyframed rig:
+The end-to-end tests run the real engine subprocess (`random-tiny` weights) on the bundled rig:
 rig -> skeleton maps -> engine -> frames + MP4 -> ONE strip in a saved .blend.
 """
 
@@ -47,9 +47,20 @@ def test_command_line_rejects_a_missing_engine_interpreter(tmp_path):
 
 
 def rig_blend(tmp_path: Path) -> Path:
-    """A shot .blend to render: the bundled rig when its build script has landed (rigs/), else the
-    tests' Mixamo-named rig (tests/blender/_addon_helpers.py) with a keyframed arm."""
-    return save_blend(tmp_path / "rig.blend")
+    """The bundled rig (rigs/bundled_rig.py: armature, camera, walk + wave) as a shot .blend whose
+    shot settings point at the example reference image."""
+    import bpy
+
+    if str(ROOT / "rigs") not in sys.path:
+        sys.path.insert(0, str(ROOT / "rigs"))
+    import bundled_rig
+
+    with addon_enabled():
+        bundled_rig.build_bundled_rig_scene()
+        bpy.context.scene.animate_anyone.reference_path = str(REFERENCE)
+        path = tmp_path / "bundled_rig.blend"
+        bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    return path
 
 
 def open_result(path: Path):
@@ -64,12 +75,12 @@ def open_result(path: Path):
 
 
 @pytest.mark.slow
-def test_command_line_render_makes_frames_one_strip_and_a_video(tmp_path):
+def test_command_line_render_of_the_bundled_rig_makes_frames_one_strip_and_a_video(tmp_path):
     import bpy
 
     blend = rig_blend(tmp_path)
     bpy.ops.wm.open_mainfile(filepath=str(blend), load_ui=False)
-    start = bpy.context.scene.frame_start
+    start = bpy.context.scene.frame_start + 19  # a shot that does not begin at frame 1: the strip must follow it
     frames = 6
     out = tmp_path / "renders"
     done = run_cli([blend, "--engine-python", engine_python(), "--weights", "random-tiny", "--device", "cpu",
@@ -96,7 +107,7 @@ def test_command_line_render_makes_frames_one_strip_and_a_video(tmp_path):
 
 
 @pytest.mark.slow
-def test_render_operator_in_background_then_rerun_resumes_with_one_strip(tmp_path):
+def test_render_operator_on_the_bundled_rig_then_rerun_resumes_with_one_strip(tmp_path):
     import bpy
 
     from blender_addon import runtime, vse
