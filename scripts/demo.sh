@@ -2,7 +2,9 @@
 # The main job on a fresh machine, set-up included:
 #   environments (engine: torch CPU + diffusers; Blender 5.0 as the bpy module)
 #   -> a shot .blend: the bundled rig (rigs/bundled_rig.py), its camera and demo motion
-#   -> the add-on's command-line render: skeleton maps -> engine subprocess (random-tiny weights)
+#   -> the add-on's command-line render: skeleton maps -> engine subprocess (the engine's default
+#      model when aa_engine/default_model/ holds one, else the random-tiny test weights;
+#      AA_DEMO_WEIGHTS=PATH|random-tiny overrides)
 #      -> frames + video.mp4 -> ONE image-sequence strip in the VSE of a saved .blend.
 # Extra arguments go to the command-line render (docs/addon.md), e.g. --steps 8 --weights PATH.
 set -euo pipefail
@@ -17,9 +19,14 @@ mkdir -p "$out"
 echo "== building the shot: the bundled rig (walk + wave, 48 frames) with its camera -> $out/shot.blend"
 "$blender/bin/python" rigs/bundled_rig.py --out "$out/shot.blend"
 
-echo "== rendering (rig -> skeleton maps -> engine -> frames -> one VSE strip)"
+weights="${AA_DEMO_WEIGHTS:-}"
+if [ -z "$weights" ]; then
+  if [ -f aa_engine/default_model/model.safetensors ]; then weights="aa_engine/default_model"; else weights="random-tiny"; fi
+fi
+
+echo "== rendering with weights '$weights' (rig -> skeleton maps -> engine -> frames -> one VSE strip)"
 "$blender/bin/python" -m blender_addon.command_line "$out/shot.blend" \
-  --engine-python "$engine/bin/python" --weights random-tiny --device cpu \
+  --engine-python "$engine/bin/python" --weights "$weights" --device cpu \
   --reference examples/reference.png --width 128 --height 192 --steps 4 \
   --shot demo --output "$out" --save "$out/demo.blend" "$@"
 
