@@ -59,6 +59,9 @@ ok = result == {'FINISHED'} and "bl_ext.user_default.animate_anyone" in enabled 
 import importlib
 prefs = importlib.import_module("bl_ext.user_default.animate_anyone.preferences")
 print("user folder", prefs.user_folder())
+maps = importlib.import_module("bl_ext.user_default.animate_anyone.skeleton.bone_maps").available_maps()
+ok = ok and {"bundled", "mixamo", "rigify"} <= set(maps) and all("extensions" in str(p) for p in maps.values())
+print("bone maps", sorted(maps))
 addon_utils.disable("bl_ext.user_default.animate_anyone", default_set=True)
 ok = ok and not hasattr(bpy.types.Scene, "animate_anyone")
 print("INSTALLED" if ok else f"FAILED {result} {enabled}")
