@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .engine_client import EXIT_EVENT, EngineProcess
-from .errors import AddonError, Cancelled, EngineCrashed, EngineJobFailed, EngineStartFailed
+from .errors import AddonError, Cancelled, EngineCrashed, EngineJobFailed
 
 FRAME_GLOB = "frame_*.png"
 _OUT_OF_MEMORY = re.compile(r"out of memory|can't allocate memory|not enough memory|OutOfMemoryError", re.IGNORECASE)
@@ -245,4 +245,4 @@ class RenderTask:
         p.hint = exc.hint
 
 
-__all__ = ["JobProgress", "RenderTask", "EngineStartFailed", "frames_on_disk", "format_seconds"]
+__all__ = ["JobProgress", "RenderTask", "frames_on_disk", "format_seconds"]

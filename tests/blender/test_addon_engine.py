@@ -6,7 +6,6 @@ torch, weights folder incomplete, engine crash mid-job (frames kept, a rerun res
 
 import os
 import signal
-import stat
 import sys
 import time
 from pathlib import Path

@@ -3,7 +3,6 @@ operator, yields its specific message (in the operator's result and the panel's 
 
 import os
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -157,8 +156,6 @@ def test_image_datablock_reference_is_saved_for_the_engine(shot, tmp_path):
 
 @pytest.mark.slow  # the engine is started before the export (fail fast) and stopped with the add-on
 def test_unmapped_bones_are_named(tmp_path):
-    import bpy
-
     with addon_enabled():
         scene = simple_shot_scene(tmp_path, armature={"root": ((0, 0, 0), (0, 0, 1)), "arm_thing.L": ((0.2, 0, 1.4), (0.5, 0, 1.4))})
         set_engine_preferences(engine_python())

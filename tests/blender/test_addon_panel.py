@@ -163,8 +163,6 @@ def test_panel_draws_with_an_image_datablock_reference(shot):
 
 @pytest.mark.parametrize("running", [False, True])
 def test_timeline_header_button(shot, running):
-    import bpy
-
     from blender_addon import runtime
     from blender_addon.panel import draw_timeline_button
     from blender_addon.render_task import JobProgress
