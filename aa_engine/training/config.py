@@ -11,6 +11,10 @@ from aa_engine.config import TINY_CLIP, ModelConfig
 
 # The shipped default model's architecture: the tiny test model's UNet (32/64 channels, one
 # cross-attention level), a 4-level VAE (8x down) a little wider than the tiny one.
+# Group norms with few channels per group wash out absolute colour: a flat background normalises to
+# ~0 whatever its colour, so conv_out sees the same input for every background. SD has 10-16
+# channels per group; here the VAE uses one group (LayerNorm-like over C, H, W) and the UNet 8
+# groups (4-8 channels per group) instead of the tiny test model's 32 (one channel per group).
 SMALL_UNET = {
     "sample_size": 12,
     "in_channels": 4,
@@ -21,7 +25,7 @@ SMALL_UNET = {
     "layers_per_block": 1,
     "cross_attention_dim": 32,
     "attention_head_dim": 8,
-    "norm_num_groups": 32,
+    "norm_num_groups": 8,
 }
 SMALL_VAE = {
     "in_channels": 3,
@@ -31,7 +35,7 @@ SMALL_VAE = {
     "block_out_channels": [16, 32, 64, 64],
     "layers_per_block": 1,
     "latent_channels": 4,
-    "norm_num_groups": 8,
+    "norm_num_groups": 1,
     "sample_size": 96,
     "scaling_factor": 0.18215,  # replaced by 1/std of the trained VAE's latents after the vae stage
 }
