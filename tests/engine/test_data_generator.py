@@ -63,3 +63,14 @@ def test_batch_tensors_have_the_documented_shapes_and_ranges():
 def test_unknown_split_is_a_clear_error():
     with pytest.raises(BadRequest, match="Unknown data split"):
         make_clip("validation", 0, 1)
+
+
+def test_export_writes_reference_poses_and_truth(tmp_path):
+    from PIL import Image
+
+    from aa_engine.data.export import main
+
+    assert main(["--out", str(tmp_path), "--frames", "2"]) == 0
+    assert Image.open(tmp_path / "reference.png").size == (64, 96)
+    assert sorted(p.name for p in (tmp_path / "poses").iterdir()) == ["pose_0001.png", "pose_0002.png"]
+    assert len(list((tmp_path / "truth").iterdir())) == 2
