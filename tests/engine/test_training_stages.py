@@ -129,3 +129,22 @@ def test_train_command_runs_through_the_cli(tmp_path, tiny_init):
     assert (out / "model" / "model.safetensors").is_file()
     bad = subprocess.run([sys.executable, "-m", "aa_engine", "train", "--stage", "motion", "--out", str(out)], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "needs --init" in bad.stderr
+
+
+def test_decoder_stage_changes_only_the_decoder_and_can_be_swapped_in(tmp_path, tiny_init):
+    from aa_engine.errors import WeightsError
+    from aa_engine.training.assemble import assemble
+
+    decoder = train(TrainConfig(stage="decoder", init=str(tiny_init), out=str(tmp_path / "dec"), steps=2, batch_size=2,
+                                width=64, height=64, lr=1e-3, warmup=1, sample_every=0, cpu=True))
+    before, _ = load_model(str(tiny_init))
+    after = decoder.model
+    assert torch.equal(before.vae.encoder.conv_in.weight, after.vae.encoder.conv_in.weight)
+    assert not torch.equal(before.vae.decoder.conv_out.weight, after.vae.decoder.conv_out.weight)
+    combined, _ = load_model(str(assemble(tiny_init, decoder.model_dir, tmp_path / "combined")))
+    assert torch.equal(combined.vae.decoder.conv_out.weight, after.vae.decoder.conv_out.weight)
+    assert torch.equal(combined.denoising_unet.conv_in.weight, before.denoising_unet.conv_in.weight)
+
+    other = build_model(ModelConfig.tiny(), seed=5)
+    with pytest.raises(WeightsError, match="encoders"):
+        assemble(tiny_init, save_checkpoint(other, tmp_path / "other"), tmp_path / "bad")
