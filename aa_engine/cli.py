@@ -24,8 +24,8 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     d = DEFAULTS
-    parser.add_argument("--width", type=int, default=d.width, help=f"multiple of 8 (default {d.width})")
-    parser.add_argument("--height", type=int, default=d.height, help=f"multiple of 8 (default {d.height})")
+    parser.add_argument("--width", type=int, default=None, help="multiple of 8 (default: the model's native size, 512x768 for the released weights)")
+    parser.add_argument("--height", type=int, default=None, help="multiple of 8 (default: the model's native size)")
     parser.add_argument("--steps", type=int, default=d.steps, help=f"DDIM steps (default {d.steps})")
     parser.add_argument("--guidance", type=float, default=d.guidance, help=f"classifier-free guidance scale, 1 = off (default {d.guidance})")
     parser.add_argument("--seed", type=int, default=d.seed, help=f"noise seed (default {d.seed})")
@@ -94,8 +94,9 @@ def cmd_animate(args) -> int:
         width=args.width, height=args.height, steps=args.steps, guidance=args.guidance, seed=args.seed,
         context_frames=args.context_frames, context_overlap=args.context_overlap, fps=args.fps, decode_batch=args.decode_batch,
     )
-    config.validate()
     pipe, info = _load_pipeline(args)
+    config = config.sized_for(pipe.model.config)
+    config.validate()
     spec = JobSpec("animate", args.reference, args.poses, args.out, config, video=not args.no_video)
     bars: dict[str, tqdm] = {}
 

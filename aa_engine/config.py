@@ -106,6 +106,8 @@ class ModelConfig:
     pose_guider_channels: tuple[int, ...] = (16, 32, 96, 256)
     motion_module: MotionModuleConfig = field(default_factory=MotionModuleConfig)
     name: str = "sd15"
+    # (width, height) the model was trained at: the size used when a job gives none.
+    native_size: tuple[int, int] | None = (512, 768)
 
     @classmethod
     def sd15(cls) -> "ModelConfig":
@@ -119,6 +121,7 @@ class ModelConfig:
             image_encoder=dict(TINY_CLIP),
             pose_guider_channels=(16, 16, 32, 32),
             name="random-tiny",
+            native_size=(64, 64),
         )
 
     def to_dict(self) -> dict:
@@ -129,6 +132,8 @@ class ModelConfig:
         data = dict(data)
         data["motion_module"] = MotionModuleConfig(**data.get("motion_module", {}))
         data["pose_guider_channels"] = tuple(data.get("pose_guider_channels", (16, 32, 96, 256)))
+        if data.get("native_size") is not None:
+            data["native_size"] = tuple(data["native_size"])
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -142,10 +147,13 @@ class ModelConfig:
 
 @dataclass
 class GenerationConfig:
-    """The knobs of one generation. Defaults follow Moore-AnimateAnyone's released settings."""
+    """The knobs of one generation. Defaults follow Moore-AnimateAnyone's released settings.
 
-    width: int = 512
-    height: int = 768
+    width/height None = the model's native size (`ModelConfig.native_size`), see `sized_for`.
+    """
+
+    width: int | None = None
+    height: int | None = None
     steps: int = 30
     guidance: float = 3.5
     seed: int = 42
@@ -155,8 +163,17 @@ class GenerationConfig:
     decode_batch: int = 4  # frames per VAE decode call: bounds the decoder's peak memory
     reference_attention: bool = True  # off = the "CLIP path only" ablation
 
+    def sized_for(self, model: "ModelConfig") -> "GenerationConfig":
+        """A copy with width/height filled from the model's native size where they are None."""
+        native = model.native_size or (512, 768)
+        width = native[0] if self.width is None else self.width
+        height = native[1] if self.height is None else self.height
+        return dataclasses.replace(self, width=width, height=height)
+
     def validate(self, max_context_frames: int | None = None) -> None:
         """Raise BadRequest with a specific message if a knob is out of range."""
+        if self.width is None or self.height is None:
+            raise BadRequest("width and height must be set (or filled with sized_for) before validation.")
         for name in ("width", "height"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0 or value % 8:

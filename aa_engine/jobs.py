@@ -65,6 +65,8 @@ class JobSpec:
             raise BadRequest(f"Invalid job settings: {exc}") from exc
         for name in ("width", "height", "steps", "seed", "context_frames", "context_overlap", "decode_batch"):
             value = getattr(config, name)
+            if value is None and name in ("width", "height"):
+                continue  # the model's native size
             if isinstance(value, bool) or not isinstance(value, int):
                 raise BadRequest(f"'{name}' must be an integer (got {value!r}).")
         return cls(job_id, Path(message["reference"]), poses, Path(message["output"]), config, bool(message.get("video", True)))
@@ -237,8 +239,12 @@ def run_job(
 ) -> dict:
     """Run one job to completion; returns the `done` fields. Raises EngineError subclasses."""
     started = time.monotonic()
-    config = spec.config
+    config = spec.config.sized_for(pipe.model.config)
     config.validate(pipe.model.config.motion_module.max_frames)
+    native = pipe.model.config.native_size
+    if native and (config.width, config.height) != tuple(native):
+        log.warning("generating at %dx%d; the model was trained at %dx%d and may look worse at other sizes",
+                    config.width, config.height, *native)
     reference = load_reference(spec.reference)
     poses, pose_digest = load_poses(spec.poses)
     folder = JobFolder(spec.output)

@@ -66,7 +66,9 @@ class AnimateAnyonePipeline:
     # -- 1. reference and poses ------------------------------------------------------------------
     @torch.no_grad()
     def prepare(self, reference: Image.Image, poses: list[Image.Image], config: GenerationConfig) -> Prepared:
-        """Encode the reference (VAE + CLIP), run ReferenceNet once, and load the pose maps."""
+        """Encode the reference (VAE + CLIP), run ReferenceNet once, and load the pose maps.
+
+        config must have its size set (`config.sized_for(model.config)` fills the native size)."""
         config.validate(self.model.config.motion_module.max_frames)
         model = self.model
         ref = torch.from_numpy(image_to_array(reference, config.width, config.height)).permute(2, 0, 1).unsqueeze(0)
@@ -157,7 +159,8 @@ class AnimateAnyonePipeline:
         callback: Callable[[Progress], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
     ) -> list[np.ndarray]:
-        """reference + f pose maps -> f frames, each (height, width, 3) uint8."""
+        """reference + f pose maps -> f frames, each (height, width, 3) uint8 (size None = the model's native size)."""
+        config = config.sized_for(self.model.config)
         prepared = self.prepare(reference, poses, config)
         latents = self.denoise(prepared, self.initial_latents(len(poses), config), config, 0, callback, should_cancel)
         frames = [image for _, image in self.decode(latents, config)]

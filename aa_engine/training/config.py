@@ -44,7 +44,7 @@ SMALL_VAE = {
 def small_model_config() -> ModelConfig:
     return ModelConfig(
         unet=dict(SMALL_UNET), vae=dict(SMALL_VAE), image_encoder=dict(TINY_CLIP),
-        pose_guider_channels=(16, 16, 32, 32), name="aa-default-small",
+        pose_guider_channels=(16, 16, 32, 32), name="aa-default-small", native_size=(64, 96),
     )
 
 

@@ -164,3 +164,17 @@ def test_clip_preprocessing_equals_transformers_clip_image_processor(tiny_model,
     ours = tiny_model.clip_pixels(reference_image)
     theirs = CLIPImageProcessor()(reference_image, return_tensors="pt").pixel_values
     torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0)
+
+
+def test_size_defaults_to_the_models_native_size(tiny_model, reference_image, pose_images):
+    assert tiny_model.config.native_size == (64, 64)
+    frames = AnimateAnyonePipeline(tiny_model)(reference_image, pose_images[:1], GenerationConfig(steps=1))
+    assert frames[0].shape == (64, 64, 3)
+
+
+def test_the_shipped_default_model_loads_and_knows_its_size():
+    from aa_engine.weights import load_model
+
+    model, info = load_model(None)
+    assert info.kind == "checkpoint" and info.path.endswith("default_model")
+    assert model.config.native_size == (64, 96)
