@@ -20,14 +20,20 @@ echo "== building the shot: the bundled rig (walk + wave, 48 frames) with its ca
 "$blender/bin/python" rigs/bundled_rig.py --out "$out/shot.blend"
 
 weights="${AA_DEMO_WEIGHTS:-}"
+size=(--width 128 --height 192 --steps 4)
 if [ -z "$weights" ]; then
-  if [ -f aa_engine/default_model/model.safetensors ]; then weights="aa_engine/default_model"; else weights="random-tiny"; fi
+  if [ -f aa_engine/default_model/model.safetensors ]; then
+    weights="aa_engine/default_model"
+    size=(--width 64 --height 96 --steps 20)  # the shipped default model's native size (docs/default_model.md)
+  else
+    weights="random-tiny"
+  fi
 fi
 
 echo "== rendering with weights '$weights' (rig -> skeleton maps -> engine -> frames -> one VSE strip)"
 "$blender/bin/python" -m blender_addon.command_line "$out/shot.blend" \
   --engine-python "$engine/bin/python" --weights "$weights" --device cpu \
-  --reference examples/reference.png --width 128 --height 192 --steps 4 \
+  --reference examples/reference.png "${size[@]}" \
   --shot demo --output "$out" --save "$out/demo.blend" "$@"
 
 echo
