@@ -6,25 +6,13 @@ any of them into a user-facing error through `.message` and `.hint`.
 
 from __future__ import annotations
 
+# The add-on's error base and its scene errors (bpy-free too): one hierarchy for the whole add-on,
+# so every pose-export error is an AddonError the operators and the command line already report.
+from ..errors import AddonError, NoArmature, NoCamera
 
-class PoseExportError(Exception):
+
+class PoseExportError(AddonError):
     code = "pose_export"
-
-    def __init__(self, message: str, hint: str = ""):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def __str__(self) -> str:
-        return f"{self.message} {self.hint}".strip()
-
-
-class NoCamera(PoseExportError):
-    code = "no_camera"
-
-
-class NoArmature(PoseExportError):
-    code = "no_armature"
 
 
 class BadFrameRange(PoseExportError):
