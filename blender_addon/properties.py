@@ -26,6 +26,19 @@ class AnimateAnyoneShotSettings(bpy.types.PropertyGroup):
     hands: BoolProperty(name="Hands", description="Draw hand keypoints when the rig has finger bones", default=False)
     face: BoolProperty(name="Face", description="Draw face keypoints when the rig has them", default=False)
 
+    # Pose rescaling (docs/pose_rescaling.md): the skeleton takes the reference character's proportions.
+    rescale: BoolProperty(name="Rescale to Reference", description="Give the skeleton the limb lengths and place of the character in the reference image", default=False)
+    rescale_source: EnumProperty(
+        name="Reference Pose",
+        items=[('FRAME', "Rig Pose at a Frame", "This armature, posed like the reference character at a chosen frame (e.g. one outside the shot)"),
+               ('FILE', "Keypoints File", "An aa-keypoints/1 track of the reference character (its first frame is used)")],
+        default='FRAME',
+    )
+    reference_pose_frame: IntProperty(name="Reference Pose Frame", description="The frame where the armature is posed like the character in the reference image", default=0)
+    reference_keypoints: StringProperty(name="Keypoints File", description="An aa-keypoints/1 track (.json) holding the reference character's keypoints in its first frame", subtype='FILE_PATH', default="", options=_BLEND_RELATIVE)
+    align_first_frame: BoolProperty(name="Align at First Frame", description="Measure the rig's proportions at the shot's first frame", default=True)
+    align_frame: IntProperty(name="Alignment Frame", description="The frame of the shot posed most like the reference image: the rig's limbs are measured there", default=1)
+
     use_scene_range: BoolProperty(name="Scene Frame Range", default=True)
     frame_start: IntProperty(name="Start", default=1, min=0)
     frame_end: IntProperty(name="End", default=24, min=0)

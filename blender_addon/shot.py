@@ -10,11 +10,15 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import bpy
 
 from .errors import (AddonError, FrameRangeError, NoArmature, NoCamera, OutputFolderError, PoseExportFailed,
                      ReferenceImageError, ResolutionError)
+
+if TYPE_CHECKING:
+    from .skeleton.export import RescaleTo
 
 DEFAULT_OUTPUT = "//animate_anyone/"
 
@@ -38,6 +42,7 @@ class ShotPlan:
     context_frames: int = 24
     context_overlap: int = 4
     fps: float = 24.0
+    rescale: RescaleTo | None = None   # pose rescaling to the reference character (docs/pose_rescaling.md)
     notes: list[str] = field(default_factory=list)
     pose_paths: list[str] = field(default_factory=list)
 
@@ -171,6 +176,35 @@ def shot_folder(settings, shot_name: str) -> tuple[Path, str]:
     return shot_dir, note
 
 
+def reference_keypoints(path_setting: str):
+    """The reference character's keypoint track from the 'Keypoints File' setting; raises BadTrack."""
+    from .skeleton.errors import BadTrack
+    from .skeleton.track import read_track
+
+    hint = "Pick an aa-keypoints/1 track (docs/keypoints.md) in 'Keypoints File', or switch 'Reference Pose' to 'Rig Pose at a Frame'."
+    if not path_setting:
+        raise BadTrack("Rescaling to a keypoints file, but no keypoints file is set.", hint)
+    path = Path(bpy.path.abspath(path_setting))
+    if not path.is_file():
+        raise BadTrack(f"The reference keypoints file {path} does not exist." if not path.exists() else
+                       f"The reference keypoints file {path} is not a file.", hint)
+    track = read_track(path)  # its own BadTrack names the faulty field
+    track.source.setdefault("file", str(path))
+    return track
+
+
+def shot_rescale(settings) -> RescaleTo | None:
+    """The shot's pose rescaling, with the keypoints file read and checked; None when it is off."""
+    if not settings.rescale:
+        return None
+    from .skeleton.export import RescaleTo
+
+    align = None if settings.align_first_frame else settings.align_frame
+    if settings.rescale_source == 'FILE':
+        return RescaleTo(reference_track=reference_keypoints(settings.reference_keypoints), align_frame=align)
+    return RescaleTo(reference_frame=settings.reference_pose_frame, align_frame=align)
+
+
 def plan_shot(scene, context=None, settings=None) -> ShotPlan:
     """Check the scene and settings; returns a ShotPlan (nothing exported yet)."""
     settings = settings or scene.animate_anyone
@@ -187,18 +221,20 @@ def plan_shot(scene, context=None, settings=None) -> ShotPlan:
     shot_name = bpy.path.clean_name(settings.shot_name or scene.name)
     shot_dir, out_note = shot_folder(settings, shot_name)
     reference = shot_reference(scene, settings, shot_dir)
+    rescale = shot_rescale(settings)
     fps = scene.render.fps / (scene.render.fps_base or 1.0)
     return ShotPlan(
         scene_name=scene.name, shot_name=shot_name, armature_name=armature.name, frame_start=start, frame_end=end,
         width=width, height=height, reference=reference, shot_dir=shot_dir,
-        steps=settings.steps, guidance=settings.guidance, seed=settings.seed,
+        steps=settings.steps, guidance=settings.guidance, seed=settings.seed, rescale=rescale,
         context_frames=settings.context_frames, context_overlap=min(settings.context_overlap, settings.context_frames - 1), fps=round(fps, 3),
         notes=[n for n in (res_note, out_note) if n],
     )
 
 
 def export_poses(scene, plan: ShotPlan, settings=None, progress=None) -> list[str]:
-    """Write the skeleton maps and keypoint track into plan.poses_dir; fills plan.pose_paths."""
+    """Write the skeleton maps and keypoint track into plan.poses_dir (rescaled to the reference
+    character when plan.rescale says so); fills plan.pose_paths."""
     from .skeleton import export as skeleton_export
 
     settings = settings or scene.animate_anyone
@@ -207,6 +243,7 @@ def export_poses(scene, plan: ShotPlan, settings=None, progress=None) -> list[st
         result = skeleton_export.export_shot(
             scene, armature, str(plan.poses_dir), plan.frame_start, plan.frame_end, plan.width, plan.height,
             bone_map=settings.bone_map or None, hands=settings.hands, face=settings.face, progress=progress,
+            rescale=plan.rescale,
         )
     except AddonError:
         raise
