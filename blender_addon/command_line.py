@@ -21,6 +21,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--armature", help="armature object (default: the active or only one)")
     p.add_argument("--reference", help="reference image file (default: the shot settings')")
     p.add_argument("--bone-map", help="bone map name or .json (default: detect)")
+    rescale = p.add_mutually_exclusive_group()
+    rescale.add_argument("--rescale-frame", type=int, metavar="FRAME",
+                         help="rescale the poses to the reference character, the rig posed like it at this frame (docs/pose_rescaling.md)")
+    rescale.add_argument("--rescale-keypoints", metavar="TRACK",
+                         help="rescale the poses to the reference character's keypoints in this aa-keypoints/1 track (its first frame)")
+    rescale.add_argument("--no-rescale", action="store_true", help="switch off a rescaling saved in the shot settings")
+    p.add_argument("--align-frame", type=int, metavar="FRAME",
+                   help="with rescaling: the shot's frame posed most like the reference (default: the shot's first frame)")
     p.add_argument("--start", type=int, help="first frame (default: the scene's)")
     p.add_argument("--end", type=int, help="last frame (default: the scene's)")
     p.add_argument("--width", type=int, help="width, a multiple of 8 (default: render width rounded)")
@@ -64,6 +72,19 @@ def apply_arguments(scene, args) -> None:
         s.reference_source, s.reference_path = 'FILE', args.reference
     if args.bone_map:
         s.bone_map = args.bone_map
+    if args.rescale_frame is not None:
+        s.rescale, s.rescale_source, s.reference_pose_frame = True, 'FRAME', args.rescale_frame
+    if args.rescale_keypoints:
+        s.rescale, s.rescale_source, s.reference_keypoints = True, 'FILE', args.rescale_keypoints
+    if args.no_rescale:
+        s.rescale = False
+    if args.align_frame is not None:
+        if not s.rescale:
+            from .errors import AddonError
+
+            raise AddonError("--align-frame only applies when the poses are rescaled, and rescaling is off.",
+                             "Add --rescale-frame FRAME or --rescale-keypoints TRACK (or switch on 'Rescale to Reference' in the .blend).")
+        s.align_first_frame, s.align_frame = False, args.align_frame
     if args.start is not None or args.end is not None:
         s.use_scene_range = False
         s.frame_start = args.start if args.start is not None else scene.frame_start

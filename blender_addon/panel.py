@@ -114,6 +114,21 @@ class ANIMATE_ANYONE_PT_shot(bpy.types.Panel):
         if scene.camera is None:
             col.label(text="The scene has no camera: the maps are drawn from the scene camera", icon='ERROR')
 
+        # -- pose rescaling (docs/pose_rescaling.md) --
+        col = layout.column()
+        col.prop(settings, "rescale")
+        sub = col.column()
+        sub.active = settings.rescale
+        sub.prop(settings, "rescale_source", expand=True)
+        if settings.rescale_source == 'FRAME':
+            sub.prop(settings, "reference_pose_frame")
+        else:
+            sub.prop(settings, "reference_keypoints")
+        sub.prop(settings, "align_first_frame")
+        row = sub.row()
+        row.active = settings.rescale and not settings.align_first_frame
+        row.prop(settings, "align_frame")
+
         # -- frames and size --
         col = layout.column(heading="Frames")
         col.prop(settings, "use_scene_range")
