@@ -24,6 +24,7 @@ class CheckedLayout:
         import bpy
 
         assert name in bpy.types.UILayout.bl_rna.properties, f"UILayout has no attribute {name!r}"
+        self.calls.append(("set", (name, value), {}))
 
     def __getattr__(self, name):
         import bpy
@@ -116,6 +117,29 @@ def test_panel_draws_every_state(shot, state):
         assert progress.message in texts(calls) and progress.hint in texts(calls)
     if state == "done":
         assert "animate_anyone.match_scene" in operators and progress.message in texts(calls)
+
+
+@pytest.mark.parametrize("source", [None, 'FRAME', 'FILE'])
+def test_panel_draws_the_rescale_settings(shot, source):
+    """'Rescale to Reference' and its sub-settings are drawn in every case (greyed out while off);
+    the source shows its own field."""
+    import bpy
+
+    from blender_addon.panel import ANIMATE_ANYONE_PT_shot
+
+    settings = shot.animate_anyone
+    if source is not None:
+        settings.rescale, settings.rescale_source = True, source
+        settings.align_first_frame = False
+    calls = draw(ANIMATE_ANYONE_PT_shot.draw, bpy.context)
+    drawn = {c[1][1] for c in calls if c[0] == "prop"}
+    assert {"rescale", "rescale_source", "align_first_frame", "align_frame"} <= drawn
+    assert ("reference_keypoints" in drawn) == (source == 'FILE')
+    assert ("reference_pose_frame" in drawn) == (source != 'FILE')
+    # The layout's `active` set right before the sub-settings greys them out while the option is off.
+    first_sub = next(i for i, c in enumerate(calls) if c[0] == "prop" and c[1][1] == "rescale_source")
+    active = [c[1][1] for c in calls[:first_sub] if c[0] == "set" and c[1][0] == "active"]
+    assert active and active[-1] == (source is not None)
 
 
 def test_panel_shows_the_rounding_note_and_the_missing_camera(shot):
