@@ -37,6 +37,10 @@ FORMAT = "aa-keypoints/1"
 HAND_POINTS = 21
 FACE_POINTS = 68
 MAP_NAME = "pose_{:05d}.png"   # 1-based, in frame order
+# Coordinates and confidences are written with this many decimals, and maps are drawn from values
+# rounded the same way: the drawing truncates to whole pixels, so a point at 100.9996 px would
+# otherwise be drawn at 100 by the export and at 101 when the track file is redrawn.
+DECIMALS = 3
 TRACK_NAME = "keypoints.json"
 
 
@@ -72,12 +76,19 @@ class KeypointTrack:
         return draw_frame(self.width, self.height, self.frames[index], hands=hands, face=face)
 
 
+def _round(value: float) -> float:
+    return round(float(value), DECIMALS)
+
+
+_round_all = np.vectorize(_round, otypes=[np.float64])
+
+
 def _zero_missing(points: np.ndarray | None) -> np.ndarray | None:
-    """Missing points as (0, 0, 0): draw.py's hand/face drawing truncates x, y before it looks at
-    the confidence, so NaN must not reach it."""
+    """Points at the track file's precision, missing ones as (0, 0, 0): draw.py's hand/face drawing
+    truncates x, y before it looks at the confidence, so NaN must not reach it."""
     if points is None:
         return None
-    out = np.array(points, dtype=np.float64)
+    out = _round_all(np.asarray(points, dtype=np.float64))
     missing = ~(np.isfinite(out).all(axis=-1) & (out[..., 2] > 0))
     out[missing] = 0.0
     return out
@@ -95,7 +106,7 @@ def _point_json(p) -> list | None:
     x, y, c = (float(v) for v in p)
     if not (c > 0) or math.isnan(x) or math.isnan(y):
         return None
-    return [round(x, 3), round(y, 3), round(c, 3)]
+    return [_round(x), _round(y), _round(c)]
 
 
 def track_to_dict(track: KeypointTrack) -> dict:
@@ -221,12 +232,25 @@ def draw_track(track: KeypointTrack, out_dir: str | Path, hands: bool = True, fa
     return paths
 
 
+def _drop_out_of_frame(points: np.ndarray | None, width: int, height: int) -> np.ndarray | None:
+    """Points outside the frame marked missing, as the export marks them (a rescaled limb can leave it)."""
+    if points is None:
+        return None
+    out = np.array(points, dtype=np.float64)
+    x, y = out[..., 0], out[..., 1]
+    with np.errstate(invalid="ignore"):
+        outside = ~((x >= 0) & (x <= width) & (y >= 0) & (y <= height))
+    out[outside] = (np.nan, np.nan, 0.0)
+    return out
+
+
 def rescale_track(track: KeypointTrack, reference: KeypointTrack, reference_frame: int = 0, align_frame: int = 0) -> KeypointTrack:
     """`track` with its body rescaled to the proportions and placement of `reference`'s frame
     `reference_frame` (see rescale.py); hands follow their wrists and the face its nose.
 
     The reference's coordinates are brought to the track's pixel grid first (x * W/Wr, y * H/Hr):
     the engine resizes the reference image to the job's size, so this is where it will stand.
+    Points the rescaling moves out of the frame are marked missing, as the export marks them.
     """
     from .rescale import follow_anchor, limb_ratios, rescale_body_track
 
@@ -244,7 +268,7 @@ def rescale_track(track: KeypointTrack, reference: KeypointTrack, reference_fram
                               for side, wrist in ((0, 4), (1, 7))])
         if old.face is not None:
             face = follow_anchor(old.face, old.body[0], body[0], body_ratio)
-        frames.append(FrameKeypoints(old.frame, body, hands, face))
+        frames.append(FrameKeypoints(old.frame, *(_drop_out_of_frame(p, track.width, track.height) for p in (body, hands, face))))
     source = dict(track.source, rescaled_to={"reference": reference.source, "reference_frame": reference_frame, "align_frame": align_frame})
     return KeypointTrack(track.width, track.height, track.fps, frames, source)
 

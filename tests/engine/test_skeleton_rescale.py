@@ -86,3 +86,28 @@ def test_track_command_rescales_a_track_file(tmp_path):
     # the reference, brought to the track's 128x192 grid, is _skeleton(): its proportions come back
     np.testing.assert_allclose(_lengths(out.frames[0].body), _lengths(_skeleton()), rtol=1e-6)
     assert out.source["rescaled_to"]["reference"] == {"image": "hero.png"}
+
+
+def test_points_rescaled_out_of_the_frame_are_missing_as_in_the_export():
+    from blender_addon.skeleton.track import FrameKeypoints, KeypointTrack, rescale_track
+
+    # the reference character has arms three times as long: the driving wrists end up beyond the
+    # 100 px wide frame, and the export would have marked such points missing, not drawn them clipped
+    long_arms = _skeleton()
+    for shoulder, elbow, wrist in ((2, 3, 4), (5, 6, 7)):
+        long_arms[elbow, :2] = long_arms[shoulder, :2] + 3 * (long_arms[elbow, :2] - long_arms[shoulder, :2])
+        long_arms[wrist, :2] = long_arms[elbow, :2] + 3 * (_skeleton()[wrist, :2] - _skeleton()[elbow, :2])
+    arms_out = _skeleton()
+    arms_out[[4, 7], 0] = (5.0, 95.0)  # wrists stretched sideways
+    arms_out[[3, 6], 0] = (20.0, 80.0)
+    driving = KeypointTrack(100, 150, 24.0, [FrameKeypoints(1, _skeleton()), FrameKeypoints(2, arms_out)])
+    reference = KeypointTrack(100, 150, 24.0, [FrameKeypoints(1, long_arms)])
+    out = rescale_track(driving, reference)
+    body = out.frames[1].body
+    x, y = body[:, 0], body[:, 1]
+    inside = (x >= 0) & (x <= 100) & (y >= 0) & (y <= 150)
+    assert not inside[[4, 7]].any()
+    assert np.isnan(body[[4, 7], :2]).all() and (body[[4, 7], 2] == 0).all()
+    present = body[:, 2] > 0
+    assert inside[present].all()  # nothing drawn clipped
+    assert present[[0, 1, 2, 5] + list(range(8, 18))].all()  # head, shoulders, legs still there

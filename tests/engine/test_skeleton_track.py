@@ -107,10 +107,26 @@ def test_drawing_a_track_writes_numbered_maps_equal_to_the_drawing(tmp_path):
     paths = draw_track(track, tmp_path / "maps", hands=True, face=False)
     assert [p.name for p in paths] == ["pose_00001.png", "pose_00002.png", "pose_00003.png"]
     for f, p in zip(track.frames, paths):
-        hands = np.where(np.isnan(f.hands), 0.0, f.hands)  # draw.py wants missing points as zeros
-        expected = draw_pose_map(96, 128, np.where(np.isnan(f.body), 0.0, f.body), hands=hands)
+        # draw.py wants missing points as zeros; maps are drawn at the track file's precision
+        hands = np.round(np.where(np.isnan(f.hands), 0.0, f.hands), 3)
+        expected = draw_pose_map(96, 128, np.round(np.where(np.isnan(f.body), 0.0, f.body), 3), hands=hands)
         assert np.array_equal(np.asarray(Image.open(p).convert("RGB")), expected)
         assert expected.any()
+
+
+def test_maps_drawn_in_memory_equal_maps_redrawn_from_the_written_track(tmp_path):
+    """The drawing truncates to whole pixels: points a hair below a pixel boundary (x.9996) must be
+    drawn where the track file (3 decimals) puts them, or a redraw moves limbs by a pixel."""
+    rng = np.random.default_rng(5)
+    track = _track(rng, frames=6, hands=True, face=True)
+    for f in track.frames:
+        for points in (f.body, f.hands.reshape(-1, 3), f.face):
+            present = points[:, 2] > 0
+            points[present, :2] = np.floor(points[present, :2]) + 0.9996
+    write_track(track, tmp_path / "keypoints.json")
+    again = read_track(tmp_path / "keypoints.json")
+    for i in range(len(track.frames)):
+        assert np.array_equal(track.draw(i), again.draw(i)), f"frame {i}"
 
 
 def test_drawing_into_an_unwritable_place_says_so(tmp_path):
