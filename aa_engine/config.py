@@ -96,6 +96,9 @@ class MotionModuleConfig:
     norm_num_groups: int = 32
 
 
+CLIP_RESIZES = ("squash", "crop")
+
+
 @dataclass
 class ModelConfig:
     """One architecture: the SD-style UNet (used for both UNets), VAE, CLIP vision tower, pose guider."""
@@ -108,6 +111,9 @@ class ModelConfig:
     name: str = "sd15"
     # (width, height) the model was trained at: the size used when a job gives none.
     native_size: tuple[int, int] | None = (512, 768)
+    # How the reference becomes the CLIP encoder's square input (AnimateAnyoneModel.clip_pixels):
+    # "squash" as the released weights were run, or "crop" (the shipped default model was trained so).
+    clip_resize: str = "squash"
 
     @classmethod
     def sd15(cls) -> "ModelConfig":

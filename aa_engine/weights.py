@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from aa_engine.config import ModelConfig
+from aa_engine.config import CLIP_RESIZES, ModelConfig
 from aa_engine.errors import WeightsError
 from aa_engine.models.animate_anyone import PARTS, AnimateAnyoneModel, build_model, build_unets
 
@@ -132,6 +132,9 @@ def save_checkpoint(model: AnimateAnyoneModel, folder: str | Path, dtype: torch.
 
 def load_checkpoint(folder: Path) -> AnimateAnyoneModel:
     config = ModelConfig.load(folder / CONFIG_FILE)
+    if config.clip_resize not in CLIP_RESIZES:
+        raise WeightsError(f"{folder / CONFIG_FILE}: clip_resize is {config.clip_resize!r}.",
+                           f"Use one of: {', '.join(CLIP_RESIZES)} (how the reference was fed to CLIP in training).")
     model = build_model(config)
     state = read_state_file(folder / CHECKPOINT_FILE)
     for part in PARTS:

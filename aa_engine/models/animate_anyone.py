@@ -52,17 +52,25 @@ class AnimateAnyoneModel(nn.Module):
 
     # 1. Reference image -> VAE latent and CLIP context -----------------------------------------
     def clip_pixels(self, image: Image.Image) -> torch.Tensor:
-        """PIL image -> (1, 3, s, s) CLIP input: shortest side resized to s (bicubic), centre crop, normalised
-        (what transformers' CLIPImageProcessor does with its defaults, as the release uses it)."""
+        """PIL image -> (1, 3, s, s) CLIP input, normalised with CLIP's mean/std.
+
+        How the image becomes s x s follows the model's `clip_resize`: "squash" (the whole image
+        resized to s x s, bicubic: what Moore-AnimateAnyone's pose2vid pipeline feeds its
+        CLIPImageProcessor, so the head and feet of a tall reference stay in view) or "crop"
+        (shortest side to s, bicubic, centre crop: CLIPImageProcessor's own defaults)."""
         size = int(self.image_encoder.config.image_size)
         image = image.convert("RGB")
-        w, h = image.size
-        scale = size / min(w, h)
-        resized = image.resize((max(size, int(w * scale)), max(size, int(h * scale))), Image.BICUBIC)
-        left = (resized.width - size) // 2
-        top = (resized.height - size) // 2
-        crop = np.asarray(resized.crop((left, top, left + size, top + size)), dtype=np.float32) / 255.0
-        x = (crop - np.array(CLIP_MEAN, dtype=np.float32)) / np.array(CLIP_STD, dtype=np.float32)
+        if self.config.clip_resize == "squash":
+            square = image.resize((size, size), Image.BICUBIC)
+        else:
+            w, h = image.size
+            scale = size / min(w, h)
+            resized = image.resize((max(size, int(w * scale)), max(size, int(h * scale))), Image.BICUBIC)
+            left = (resized.width - size) // 2
+            top = (resized.height - size) // 2
+            square = resized.crop((left, top, left + size, top + size))
+        pixels = np.asarray(square, dtype=np.float32) / 255.0
+        x = (pixels - np.array(CLIP_MEAN, dtype=np.float32)) / np.array(CLIP_STD, dtype=np.float32)
         return torch.from_numpy(x).permute(2, 0, 1).unsqueeze(0)
 
     def encode_context(self, clip_pixels: torch.Tensor) -> torch.Tensor:

@@ -156,10 +156,27 @@ def test_non_square_sizes(tiny_model, reference_image, pose_images):
     assert frames[0].shape == (80, 48, 3)
 
 
-def test_clip_preprocessing_equals_transformers_clip_image_processor(tiny_model, reference_image):
-    """The release feeds CLIP through CLIPImageProcessor() with its defaults; ours must match it."""
+def test_clip_preprocessing_squashes_the_reference_as_the_release_pipeline_does(tiny_model, reference_image):
+    """Moore-AnimateAnyone's pose2vid pipeline resizes the whole reference to 224x224, then runs
+    CLIPImageProcessor() with its defaults: the default "squash" must match that exactly, and keep
+    the top and bottom of a tall (64x96) reference that a centre crop would cut off."""
     from transformers import CLIPImageProcessor
 
+    assert tiny_model.config.clip_resize == "squash"
+    assert reference_image.height > reference_image.width
+    tiny_model.image_encoder.config.image_size = 224
+    ours = tiny_model.clip_pixels(reference_image)
+    theirs = CLIPImageProcessor()(reference_image.resize((224, 224)), return_tensors="pt").pixel_values
+    torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0)
+    plain = CLIPImageProcessor()(reference_image, return_tensors="pt").pixel_values
+    assert (ours - plain).abs().max() > 0.1
+
+
+def test_clip_crop_equals_clip_image_processor_defaults(tiny_model, reference_image):
+    """"crop" (how the shipped default model was trained) is CLIPImageProcessor's own resize + centre crop."""
+    from transformers import CLIPImageProcessor
+
+    tiny_model.config.clip_resize = "crop"
     tiny_model.image_encoder.config.image_size = 224
     ours = tiny_model.clip_pixels(reference_image)
     theirs = CLIPImageProcessor()(reference_image, return_tensors="pt").pixel_values
@@ -178,3 +195,4 @@ def test_the_shipped_default_model_loads_and_knows_its_size():
     model, info = load_model(None)
     assert info.kind == "checkpoint" and info.path.endswith("default_model")
     assert model.config.native_size == (64, 96)
+    assert model.config.clip_resize == "crop"  # as it was trained

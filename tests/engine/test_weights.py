@@ -23,6 +23,18 @@ def test_our_checkpoint_round_trips(tmp_path, tiny_model):
     assert _equal_states(tiny_model, loaded)
 
 
+def test_a_checkpoint_with_an_unknown_clip_resize_is_refused(tmp_path, tiny_model):
+    import json
+
+    save_checkpoint(tiny_model, tmp_path / "ckpt")
+    config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    assert config["clip_resize"] == "squash"
+    config["clip_resize"] = "Squash"
+    (tmp_path / "ckpt" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(WeightsError, match="clip_resize is 'Squash'"):
+        load_model(str(tmp_path / "ckpt"))
+
+
 def test_moore_layout_loads_with_zero_missing_or_unexpected_keys(tmp_path, tiny_model):
     save_moore_layout(tiny_model, tmp_path / "release" / "pretrained_weights")
     loaded, info = load_model(str(tmp_path / "release"))
