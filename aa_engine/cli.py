@@ -31,6 +31,8 @@ def _add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=d.seed, help=f"noise seed (default {d.seed})")
     parser.add_argument("--context-frames", type=int, default=d.context_frames, help=f"frames per context window (default {d.context_frames})")
     parser.add_argument("--context-overlap", type=int, default=d.context_overlap, help=f"frames shared by neighbouring windows (default {d.context_overlap})")
+    parser.add_argument("--context-loop", action="store_true",
+                        help="let the windows wrap round the clip's end (a seamless loop for cyclic motion; the release's closed-loop windows)")
     parser.add_argument("--fps", type=float, default=d.fps, help=f"frame rate of video.mp4 (default {d.fps:g})")
     parser.add_argument("--decode-batch", type=int, default=d.decode_batch, help=f"frames per VAE decode call (default {d.decode_batch})")
 
@@ -92,7 +94,8 @@ def cmd_animate(args) -> int:
 
     config = GenerationConfig(
         width=args.width, height=args.height, steps=args.steps, guidance=args.guidance, seed=args.seed,
-        context_frames=args.context_frames, context_overlap=args.context_overlap, fps=args.fps, decode_batch=args.decode_batch,
+        context_frames=args.context_frames, context_overlap=args.context_overlap, context_loop=args.context_loop,
+        fps=args.fps, decode_batch=args.decode_batch,
     )
     pipe, info = _load_pipeline(args)
     config = config.sized_for(pipe.model.config)

@@ -165,6 +165,7 @@ class GenerationConfig:
     seed: int = 42
     context_frames: int = 24
     context_overlap: int = 4
+    context_loop: bool = False  # windows wrap round the clip's end (the release's closed loop; seamless cycles)
     fps: float = 24.0
     decode_batch: int = 4  # frames per VAE decode call: bounds the decoder's peak memory
     reference_attention: bool = True  # off = the "CLIP path only" ablation

@@ -69,6 +69,8 @@ class JobSpec:
                 continue  # the model's native size
             if isinstance(value, bool) or not isinstance(value, int):
                 raise BadRequest(f"'{name}' must be an integer (got {value!r}).")
+        if not isinstance(config.context_loop, bool):
+            raise BadRequest(f"'context_loop' must be true or false (got {config.context_loop!r}).")
         return cls(job_id, Path(message["reference"]), poses, Path(message["output"]), config, bool(message.get("video", True)))
 
 

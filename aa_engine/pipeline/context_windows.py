@@ -1,9 +1,11 @@
 """Overlapping context windows over a video's frames (pure functions, no model).
 
 Each denoising step runs the model on every window; frames covered by several windows get the
-average of those windows' predictions. Unlike the uniform scheduler of the released implementation
-(which wraps windows around the end of the clip, as for loops), windows here never wrap: the
-last window is aligned to the last frame.
+average of those windows' predictions. By default windows never wrap: the last window is aligned
+to the last frame, right for a shot that starts and ends in different poses. With `loop=True` the
+windows run round the end of the clip back to its start, as the released implementation's
+"uniform" scheduler does (closed loop, stride 1): the last frames are denoised together with the
+first ones, so a cyclic motion (a walk cycle) comes out as a seamless loop.
 """
 
 from __future__ import annotations
@@ -11,14 +13,19 @@ from __future__ import annotations
 import torch
 
 
-def context_windows(num_frames: int, context_frames: int, overlap: int) -> list[list[int]]:
+def context_windows(num_frames: int, context_frames: int, overlap: int, loop: bool = False) -> list[list[int]]:
     """Frame indices of each window, in order. Every frame is covered; consecutive windows share
-    at least `overlap` frames. A video that fits one window gets exactly one window."""
+    at least `overlap` frames. A video that fits one window gets exactly one window.
+
+    loop: windows start every context_frames - overlap frames and wrap round to frame 0, e.g.
+    30 frames, 24/4 -> [0..23], [20..29, 0..13]."""
     if num_frames < 1:
         return []
     if num_frames <= context_frames:
         return [list(range(num_frames))]
     stride = context_frames - overlap
+    if loop:
+        return [[(s + e) % num_frames for e in range(context_frames)] for s in range(0, num_frames, stride)]
     starts = list(range(0, num_frames - context_frames + 1, stride))
     if starts[-1] + context_frames < num_frames:
         starts.append(num_frames - context_frames)

@@ -111,7 +111,7 @@ class AnimateAnyonePipeline:
         model = self.model
         timesteps = self.timesteps(config)
         num_frames = latents.shape[2]
-        windows = context_windows(num_frames, config.context_frames, config.context_overlap)
+        windows = context_windows(num_frames, config.context_frames, config.context_overlap, config.context_loop)
         latents = latents.to(self.device, torch.float32)
         for i in range(start_step, len(timesteps)):
             t = timesteps[i]

@@ -18,7 +18,7 @@ def _zero_motion_modules(model):
 
 
 def _frames(pipe, reference, poses, **knobs):
-    config = GenerationConfig(width=64, height=64, steps=2, **knobs)
+    config = GenerationConfig(**{"width": 64, "height": 64, "steps": 2, **knobs})
     return np.stack(pipe(reference, poses, config))
 
 
@@ -120,6 +120,29 @@ def test_window_settings_do_not_matter_when_the_video_fits_one_window(tiny_model
     a = _frames(pipe, reference_image, pose_images[:8], context_frames=8, context_overlap=4)
     b = _frames(pipe, reference_image, pose_images[:8], context_frames=24, context_overlap=4)
     assert np.array_equal(a, b)
+
+
+def test_looped_windows_tie_the_first_frame_to_the_last_pose(tiny_model, reference_image, pose_images):
+    """One step, 12 frames, windows of 8: without looping frame 1 is denoised only with poses 1-8,
+    so changing pose 12 leaves it alone; with looping the last window holds frames 7-12 and 1-2."""
+    pipe = AnimateAnyonePipeline(tiny_model)
+    poses = pose_images[:12]
+    changed = poses[:11] + [pose_images[13]]
+    knobs = dict(steps=1, context_frames=8, context_overlap=2)
+    plain = [_frames(pipe, reference_image, p, **knobs) for p in (poses, changed)]
+    looped = [_frames(pipe, reference_image, p, context_loop=True, **knobs) for p in (poses, changed)]
+    assert np.array_equal(plain[0][0], plain[1][0])
+    assert not np.array_equal(looped[0][0], looped[1][0])
+    assert not np.array_equal(plain[0], looped[0])
+
+
+def test_context_loop_must_be_a_boolean_in_a_job():
+    from aa_engine.jobs import JobSpec
+
+    job = {"type": "job", "id": "j", "reference": "r.png", "poses": "p", "output": "o"}
+    assert JobSpec.from_message({**job, "context_loop": True}).config.context_loop is True
+    with pytest.raises(BadRequest, match="context_loop"):
+        JobSpec.from_message({**job, "context_loop": "yes"})
 
 
 def test_long_video_runs_through_several_windows(tiny_model, reference_image, pose_images):
