@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--context-frames", type=int)
     p.add_argument("--context-overlap", type=int)
+    p.add_argument("--context-loop", action=argparse.BooleanOptionalAction, default=None,
+                   help="a seamless loop: the context windows wrap round from the last frame to the first, for a shot "
+                        "whose end leads back into its start (a walk cycle); --no-context-loop switches off one saved in the .blend")
     p.add_argument("--output", help="folder for the shot folder (default: the shot settings', //animate_anyone/)")
     p.add_argument("--shot", help="shot name (default: the scene's name)")
     p.add_argument("--skeleton-strip", action="store_true", help="also import the skeleton maps as a second strip")
@@ -96,6 +99,8 @@ def apply_arguments(scene, args) -> None:
     for name in ("steps", "guidance", "seed", "context_frames", "context_overlap"):
         if getattr(args, name) is not None:
             setattr(s, name, getattr(args, name))
+    if args.context_loop is not None:
+        s.context_loop = args.context_loop
     if args.output:
         s.output_dir = args.output
     if args.shot:

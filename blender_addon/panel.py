@@ -156,6 +156,7 @@ class ANIMATE_ANYONE_PT_shot(bpy.types.Panel):
         col = layout.column(align=True)
         col.prop(settings, "context_frames")
         col.prop(settings, "context_overlap")
+        col.prop(settings, "context_loop")
         col = layout.column()
         _prop_with_placeholder(col, settings, "shot_name", scene.name)
         col.prop(settings, "output_dir")

@@ -52,6 +52,13 @@ class AnimateAnyoneShotSettings(bpy.types.PropertyGroup):
     seed: IntProperty(name="Seed", default=42, min=0)
     context_frames: IntProperty(name="Context Frames", description="Frames denoised together (long shots use overlapping windows)", default=24, min=1, max=32)
     context_overlap: IntProperty(name="Overlap", description="Frames shared by neighbouring windows", default=4, min=0, max=31)
+    context_loop: BoolProperty(
+        name="Seamless Loop",
+        description="Let the context windows wrap round from the shot's last frame to its first, so the video loops "
+                    "seamlessly. Use it when the shot's last frame leads back into its first (a walk cycle); "
+                    "it only changes shots longer than Context Frames",
+        default=False,
+    )
 
     output_dir: StringProperty(name="Output", description="Folder for the shot folders (// = next to the .blend)", subtype='DIR_PATH', default="//animate_anyone/", options=_BLEND_RELATIVE)
     import_pose_preview: BoolProperty(name="Skeleton Preview Strip", description="Also import the skeleton maps as a second strip", default=False)

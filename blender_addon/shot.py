@@ -41,6 +41,7 @@ class ShotPlan:
     seed: int = 42
     context_frames: int = 24
     context_overlap: int = 4
+    context_loop: bool = False  # windows wrap round the shot's end: a seamless loop (a walk cycle)
     fps: float = 24.0
     rescale: RescaleTo | None = None   # pose rescaling to the reference character (docs/pose_rescaling.md)
     notes: list[str] = field(default_factory=list)
@@ -70,7 +71,8 @@ class ShotPlan:
             "type": "job", "id": f"{self.shot_name}-{time.time_ns() // 1_000_000}",
             "reference": str(self.reference), "poses": list(self.pose_paths), "output": str(self.frames_dir),
             "width": self.width, "height": self.height, "steps": self.steps, "guidance": self.guidance, "seed": self.seed,
-            "context_frames": self.context_frames, "context_overlap": self.context_overlap, "fps": self.fps, "video": video,
+            "context_frames": self.context_frames, "context_overlap": self.context_overlap, "context_loop": self.context_loop,
+            "fps": self.fps, "video": video,
         }
 
 
@@ -227,7 +229,8 @@ def plan_shot(scene, context=None, settings=None) -> ShotPlan:
         scene_name=scene.name, shot_name=shot_name, armature_name=armature.name, frame_start=start, frame_end=end,
         width=width, height=height, reference=reference, shot_dir=shot_dir,
         steps=settings.steps, guidance=settings.guidance, seed=settings.seed, rescale=rescale,
-        context_frames=settings.context_frames, context_overlap=min(settings.context_overlap, settings.context_frames - 1), fps=round(fps, 3),
+        context_frames=settings.context_frames, context_overlap=min(settings.context_overlap, settings.context_frames - 1),
+        context_loop=settings.context_loop, fps=round(fps, 3),
         notes=[n for n in (res_note, out_note) if n],
     )
 

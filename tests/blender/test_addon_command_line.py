@@ -46,6 +46,22 @@ def test_command_line_rejects_a_missing_engine_interpreter(tmp_path):
     assert f"error: The engine interpreter {tmp_path / 'nope' / 'python'} does not exist." in done.stderr
 
 
+def test_context_loop_flags_set_the_seamless_loop(tmp_path):
+    from blender_addon.command_line import apply_arguments, build_parser
+
+    with addon_enabled():
+        scene = simple_shot_scene(tmp_path)
+        settings = scene.animate_anyone
+        apply_arguments(scene, build_parser().parse_args([]))
+        assert settings.context_loop is False
+        apply_arguments(scene, build_parser().parse_args(["--context-loop"]))
+        assert settings.context_loop is True
+        apply_arguments(scene, build_parser().parse_args([]))  # not given: the saved setting stays
+        assert settings.context_loop is True
+        apply_arguments(scene, build_parser().parse_args(["--no-context-loop"]))
+        assert settings.context_loop is False
+
+
 def rig_blend(tmp_path: Path) -> Path:
     """The bundled rig (rigs/bundled_rig.py: armature, camera, walk + wave) as a shot .blend whose
     shot settings point at the example reference image."""

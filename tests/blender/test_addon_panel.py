@@ -142,6 +142,16 @@ def test_panel_draws_the_rescale_settings(shot, source):
     assert active and active[-1] == (source is not None)
 
 
+def test_panel_draws_the_seamless_loop_with_the_context_window(shot):
+    import bpy
+
+    from blender_addon.panel import ANIMATE_ANYONE_PT_shot
+
+    props = [c[1][1] for c in draw(ANIMATE_ANYONE_PT_shot.draw, bpy.context) if c[0] == "prop"]
+    at = props.index("context_frames")
+    assert props[at:at + 3] == ["context_frames", "context_overlap", "context_loop"]
+
+
 def test_panel_shows_the_rounding_note_and_the_missing_camera(shot):
     import bpy
 

@@ -66,3 +66,14 @@ def test_job_message_follows_the_protocol(shot):
     assert job["poses"] == plan.pose_paths and job["output"] == str(plan.frames_dir)
     assert {k: job[k] for k in ("width", "height", "steps", "guidance", "seed", "context_frames", "context_overlap", "fps", "video")} == {
         "width": 64, "height": 96, "steps": 12, "guidance": 2.5, "seed": 7, "context_frames": 16, "context_overlap": 4, "fps": 24.0, "video": True}
+
+
+def test_seamless_loop_goes_into_the_job_message(shot):
+    """'Seamless Loop' (off by default) becomes the job's context_loop (docs/protocol.md)."""
+    from blender_addon.shot import plan_shot
+
+    for loop in (False, True):
+        shot.animate_anyone.context_loop = loop
+        plan = plan_shot(shot)
+        plan.pose_paths = [str(plan.poses_dir / "pose_00001.png")]
+        assert plan.job()["context_loop"] is loop
