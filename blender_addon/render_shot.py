@@ -77,6 +77,24 @@ def fail(scene, exc: AddonError) -> JobProgress:
     return progress
 
 
+def progress_printer(echo=print):
+    """An `on_progress` for RenderTask.run_blocking that echoes one line per state, stage or step,
+    e.g. `[ 98.5%] Decode, step 39/48, frames 39/48`. The frame count alone does not make a line:
+    in the decode stage each `frame` event comes just before the `progress` event of the same step,
+    whose line then shows the new count."""
+    last = [None]
+
+    def on_progress(p: JobProgress) -> None:
+        if p.finished:
+            return
+        key = (p.state, p.stage, p.step)
+        if key != last[0]:
+            echo(f"[{p.factor() * 100:5.1f}%] {p.text()}")
+            last[0] = key
+
+    return on_progress
+
+
 def render_blocking(context, scene, engine_overrides: dict | None = None, echo=print):
     """The command-line path (Blender -b runs no timers): returns (task, strip). Raises AddonError."""
     def export_progress(done, total):
@@ -88,17 +106,7 @@ def render_blocking(context, scene, engine_overrides: dict | None = None, echo=p
     for note in plan.notes:
         echo(f"note: {note}")
     echo(f"shot '{plan.shot_name}': frames {plan.frame_start}-{plan.frame_end} at {plan.width}x{plan.height}, {len(plan.pose_paths)} skeleton maps in {plan.poses_dir}")
-    last = [None]
-
-    def on_progress(p: JobProgress):
-        if p.finished:
-            return
-        line = p.text()
-        if line != last[0]:
-            echo(f"[{p.factor() * 100:5.1f}%] {line}")
-            last[0] = line
-
-    progress = task.run_blocking(on_progress)
+    progress = task.run_blocking(progress_printer(echo))
     if progress.state == "error":
         raise progress.error or AddonError(progress.message, progress.hint)
     if progress.state == "cancelled":

@@ -62,6 +62,43 @@ def test_context_loop_flags_set_the_seamless_loop(tmp_path):
         assert settings.context_loop is False
 
 
+def test_progress_lines_come_once_per_step(tmp_path):
+    """The engine sends a `frame` event and then a `progress` event for every decoded frame: the
+    command line prints one line for the pair, with the frame counted. Events are handled one at a
+    time here (one per pump: the case that printed two lines per frame)."""
+    from types import SimpleNamespace
+
+    from blender_addon.render_shot import progress_printer
+    from blender_addon.render_task import RenderTask
+
+    engine = SimpleNamespace(hello={"type": "hello"}, send=lambda message: None)
+    task = RenderTask(engine, {"type": "job", "id": "j", "poses": ["a.png", "b.png", "c.png"], "output": str(tmp_path)})
+    progress = lambda stage, step, total, **extra: {"type": "progress", "id": "j", "stage": stage, "step": step, "total": total,
+                                                    "frames_total": 3, **extra}
+    events = [{"type": "accepted", "id": "j", "frames": 3, "resumed_frames": 0},
+              progress("prepare", 0, 1), progress("reference", 1, 1), progress("denoise", 0, 2),
+              progress("denoise", 1, 2, eta_s=4.0), progress("denoise", 2, 2, eta_s=0.0)]
+    for index in (1, 2, 3):
+        events += [{"type": "frame", "id": "j", "index": index, "path": str(tmp_path / f"frame_{index:05d}.png")},
+                   progress("decode", index, 3, frames_done=index)]
+    events.append({"type": "done", "id": "j", "frames": 3, "output": str(tmp_path)})
+    lines = []
+    on_progress = progress_printer(lines.append)
+    for event in events:
+        task.handle(event)
+        on_progress(task.progress)
+    assert lines == [
+        "[  2.0%] Prepare, frames 0/3",  # the job is sent: the stage the engine starts with
+        "[  6.0%] Reference, step 1/1, frames 0/3",
+        "[  6.0%] Denoise, step 0/2, frames 0/3",
+        "[ 49.0%] Denoise, step 1/2, frames 0/3, ETA 4s",
+        "[ 92.0%] Denoise, step 2/2, frames 0/3, ETA 0s",
+        "[ 94.7%] Decode, step 1/3, frames 1/3",
+        "[ 97.3%] Decode, step 2/3, frames 2/3",
+        "[100.0%] Decode, step 3/3, frames 3/3",
+    ]
+
+
 def rig_blend(tmp_path: Path) -> Path:
     """The bundled rig (rigs/bundled_rig.py: armature, camera, walk + wave) as a shot .blend whose
     shot settings point at the example reference image."""
