@@ -63,7 +63,9 @@ def run_one(name: str, frames: int, steps: int, device: str) -> dict:
     width, height = SIZES[name]
     model = build_model(model_config(name), seed=0, randomize_zero_init=True)
     pipe = AnimateAnyonePipeline(model, device, dtype)
-    config = GenerationConfig(width=width, height=height, steps=steps, context_frames=min(frames, 24))
+    # one window of up to 24 frames (the overlap only matters between windows)
+    config = GenerationConfig(width=width, height=height, steps=steps, context_frames=min(frames, 24),
+                              context_overlap=min(4, min(frames, 24) - 1))
     reference = Image.new("RGB", (width, height), (200, 80, 60))
     poses = [Image.new("RGB", (width, height)) for _ in range(frames)]
 
