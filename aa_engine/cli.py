@@ -10,10 +10,10 @@ from pathlib import Path
 
 from aa_engine import __version__
 from aa_engine.config import GenerationConfig
-from aa_engine.errors import EngineError
+from aa_contract import settings
+from aa_engine.errors import EngineError, UserError
 
 log = logging.getLogger("aa_engine")
-DEFAULTS = GenerationConfig()
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,19 +22,6 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="auto", help="auto, fp32, fp16 or bf16 (default: fp32 on CPU, fp16 on GPU)")
 
 
-def _add_generation_arguments(parser: argparse.ArgumentParser) -> None:
-    d = DEFAULTS
-    parser.add_argument("--width", type=int, default=None, help="multiple of 8 (default: the model's native size, 512x768 for the released weights)")
-    parser.add_argument("--height", type=int, default=None, help="multiple of 8 (default: the model's native size)")
-    parser.add_argument("--steps", type=int, default=d.steps, help=f"DDIM steps (default {d.steps})")
-    parser.add_argument("--guidance", type=float, default=d.guidance, help=f"classifier-free guidance scale, 1 = off (default {d.guidance})")
-    parser.add_argument("--seed", type=int, default=d.seed, help=f"noise seed (default {d.seed})")
-    parser.add_argument("--context-frames", type=int, default=d.context_frames, help=f"frames per context window (default {d.context_frames})")
-    parser.add_argument("--context-overlap", type=int, default=d.context_overlap, help=f"frames shared by neighbouring windows (default {d.context_overlap})")
-    parser.add_argument("--context-loop", action="store_true",
-                        help="let the windows wrap round the clip's end (a seamless loop for cyclic motion; the release's closed-loop windows)")
-    parser.add_argument("--fps", type=float, default=d.fps, help=f"frame rate of video.mp4 (default {d.fps:g})")
-    parser.add_argument("--decode-batch", type=int, default=d.decode_batch, help=f"frames per VAE decode call (default {d.decode_batch})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,11 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     animate = commands.add_parser("animate", help="animate one reference image with a sequence of pose maps")
     animate.add_argument("--reference", required=True, type=Path, help="reference image of the character (PNG/JPG)")
-    animate.add_argument("--poses", required=True, type=Path, help="folder of skeleton maps (sorted by name) or a video")
+    poses = animate.add_mutually_exclusive_group(required=True)
+    poses.add_argument("--poses", type=Path, help="folder of skeleton maps (sorted by name) or a video")
+    poses.add_argument("--keypoints", type=Path, help="a keypoint track (aa-keypoints/1, e.g. the add-on's keypoints.json): the engine draws the maps")
     animate.add_argument("--out", required=True, type=Path, help="output folder for frame_00001.png ... and video.mp4")
     animate.add_argument("--no-video", action="store_true", help="write the PNG frames only")
     _add_model_arguments(animate)
-    _add_generation_arguments(animate)
+    settings.add_arguments(animate)
 
     serve = commands.add_parser("serve", help="JSON-lines protocol on stdin/stdout (docs/protocol.md)")
     _add_model_arguments(serve)
@@ -92,15 +81,13 @@ def cmd_animate(args) -> int:
 
     from aa_engine.jobs import JobSpec, run_job
 
-    config = GenerationConfig(
-        width=args.width, height=args.height, steps=args.steps, guidance=args.guidance, seed=args.seed,
-        context_frames=args.context_frames, context_overlap=args.context_overlap, context_loop=args.context_loop,
-        fps=args.fps, decode_batch=args.decode_batch,
-    )
+    from aa_contract.keypoints import read_track
+
+    config = GenerationConfig(**settings.validate(settings.from_arguments(args)))  # bad values: before loading weights
+    poses = read_track(args.keypoints) if args.keypoints else args.poses
     pipe, info = _load_pipeline(args)
     config = config.sized_for(pipe.model.config)
-    config.validate()
-    spec = JobSpec("animate", args.reference, args.poses, args.out, config, video=not args.no_video)
+    spec = JobSpec("animate", args.reference, poses, args.out, config, video=not args.no_video)
     bars: dict[str, tqdm] = {}
 
     def emit(event: str, **fields) -> None:
@@ -188,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: `{args.command}` is not available in this installation ({module} is missing).", file=sys.stderr)
             return 2
         return int(runner(args) or 0)
-    except EngineError as exc:
+    except UserError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         if exc.hint:
             print(f"hint: {exc.hint}", file=sys.stderr)

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aa_contract import settings
 from aa_engine.errors import BadRequest
 
 # SD-1.5's UNet, as in stable-diffusion-v1-5/unet/config.json (the keys we pass to diffusers).
@@ -151,24 +152,8 @@ class ModelConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
-@dataclass
-class GenerationConfig:
-    """The knobs of one generation. Defaults follow Moore-AnimateAnyone's released settings.
-
-    width/height None = the model's native size (`ModelConfig.native_size`), see `sized_for`.
-    """
-
-    width: int | None = None
-    height: int | None = None
-    steps: int = 30
-    guidance: float = 3.5
-    seed: int = 42
-    context_frames: int = 24
-    context_overlap: int = 4
-    context_loop: bool = False  # windows wrap round the clip's end (the release's closed loop; seamless cycles)
-    fps: float = 24.0
-    decode_batch: int = 4  # frames per VAE decode call: bounds the decoder's peak memory
-    reference_attention: bool = True  # off = the "CLIP path only" ablation
+class _GenerationMethods:
+    """The methods of GenerationConfig (its fields come from the contract's settings declaration)."""
 
     def sized_for(self, model: "ModelConfig") -> "GenerationConfig":
         """A copy with width/height filled from the model's native size where they are None."""
@@ -178,37 +163,17 @@ class GenerationConfig:
         return dataclasses.replace(self, width=width, height=height)
 
     def validate(self, max_context_frames: int | None = None) -> None:
-        """Raise BadRequest with a specific message if a knob is out of range."""
+        """Raise InvalidSetting (code bad_request, naming the setting) if a knob is out of range:
+        the contract's one validation, plus the model's longest window."""
         if self.width is None or self.height is None:
             raise BadRequest("width and height must be set (or filled with sized_for) before validation.")
-        for name in ("width", "height"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0 or value % 8:
-                lower = max(8, (int(value) // 8) * 8) if isinstance(value, (int, float)) else 8
-                raise BadRequest(
-                    f"{name} must be a positive multiple of 8 (got {value!r}).",
-                    f"Use {lower} or {lower + 8}: the model works on 8x8-pixel latent cells.",
-                )
-        if self.steps < 1:
-            raise BadRequest(f"steps must be at least 1 (got {self.steps}).", "30 is the default; 20 is the paper's.")
-        if self.guidance < 1:
-            raise BadRequest(f"guidance must be >= 1 (got {self.guidance}).", "3.5 is the default; 1 turns CFG off.")
-        if self.context_frames < 1:
-            raise BadRequest(f"context_frames must be at least 1 (got {self.context_frames}).", "24 is the default.")
-        if max_context_frames is not None and self.context_frames > max_context_frames:
-            raise BadRequest(
-                f"context_frames={self.context_frames} exceeds what the motion modules were built for "
-                f"({max_context_frames} frames).",
-                f"Use at most {max_context_frames}; longer videos are handled by overlapping windows.",
-            )
-        if not 0 <= self.context_overlap < self.context_frames:
-            raise BadRequest(
-                f"context_overlap must be between 0 and context_frames-1 (got {self.context_overlap} "
-                f"with context_frames={self.context_frames}).",
-                "4 is the default.",
-            )
-        if self.decode_batch < 1:
-            raise BadRequest(f"decode_batch must be at least 1 (got {self.decode_batch}).")
+        settings.validate(self.settings())
+        if max_context_frames is not None:
+            settings.check_window(self.settings(), max_context_frames)
+
+    def settings(self) -> dict:
+        """The contract's settings, as a job message or `accepted` carries them."""
+        return {name: getattr(self, name) for name in settings.NAMES}
 
     @property
     def do_cfg(self) -> bool:
@@ -216,8 +181,22 @@ class GenerationConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "GenerationConfig":
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(known))
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
         if unknown:
-            raise BadRequest(f"Unknown generation setting(s): {', '.join(unknown)}.", f"Known: {', '.join(known)}.")
+            raise BadRequest(f"Unknown generation setting(s): {', '.join(unknown)}.", f"Known: {', '.join(sorted(known))}.")
         return cls(**data)
+
+
+# The knobs of one generation: one field per setting of the contract (aa_contract/settings.py,
+# name, type and default from there; width/height None = the model's native size, see sized_for),
+# plus the engine-only switches below. Defaults follow Moore-AnimateAnyone's released settings.
+GenerationConfig = dataclasses.make_dataclass(
+    "GenerationConfig",
+    [(s.name, s.type | None if s.default is None else s.type, field(default=s.default)) for s in settings.SETTINGS]
+    + [("reference_attention", bool, field(default=True))],  # off = the "CLIP path only" ablation
+    bases=(_GenerationMethods,),
+    namespace={"__doc__": "The knobs of one generation: the contract's settings (aa_contract/settings.py) "
+                          "plus reference_attention (off = the CLIP-only ablation)."},
+)
+GenerationConfig.__module__ = __name__

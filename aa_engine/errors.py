@@ -4,19 +4,19 @@ The CLI prints them as two lines, the server sends them as `error` events, and t
 in its panel. Anything else that escapes is a bug and is reported with the code `internal`.
 """
 
+from __future__ import annotations
 
-class EngineError(Exception):
+
+
+from aa_contract.errors import BadTrack, ContractError, InvalidSetting  # noqa: F401 - the shared ones
+
+# Every error a user can act on is a ContractError: the engine's own (below) and the contract's
+# (InvalidSetting for a bad setting or job field, BadTrack for a bad keypoint track).
+UserError = ContractError
+
+
+class EngineError(ContractError):
     code = "engine_error"
-
-    def __init__(self, message: str, hint: str = "", code: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-        if code is not None:
-            self.code = code
-
-    def to_dict(self) -> dict:
-        return {"code": self.code, "message": self.message, "hint": self.hint}
 
 
 class BadRequest(EngineError):

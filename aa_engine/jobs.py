@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -20,6 +20,9 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from aa_contract import keypoints, protocol
+from aa_contract import settings as contract_settings
+from aa_contract.keypoints import KeypointTrack
 from aa_engine import __version__
 from aa_engine.config import GenerationConfig
 from aa_engine.errors import BadRequest, EngineError, InputError, OutOfMemory, OutputError
@@ -33,45 +36,32 @@ FRAME_NAME = "frame_{:05d}.png"  # 1-based
 Emit = Callable[..., None]  # emit(event_type, **fields)
 
 
+Poses = Path | list[Path] | KeypointTrack  # a folder of maps or a video file, a list of map files, or a keypoint track
+
+
 @dataclass
 class JobSpec:
     id: str
     reference: Path
-    poses: Path | list[Path]  # a folder of maps, a video file, or a list of map files
+    poses: Poses
     output: Path
     config: GenerationConfig
     video: bool = True
+    warnings: list[str] = field(default_factory=list)  # for `accepted`: fields ignored and the like
 
     @classmethod
     def from_message(cls, message: dict) -> "JobSpec":
-        """Build from a protocol `job` message; raises BadRequest naming the bad field."""
-        job_id = message.get("id")
-        if not isinstance(job_id, str) or not job_id:
-            raise BadRequest("A job needs an 'id' (a non-empty string).", 'Example: {"type": "job", "id": "shot_010", ...}')
-        for name in ("reference", "poses", "output"):
-            if not message.get(name):
-                raise BadRequest(f"Job {job_id!r} lacks the field '{name}'.", "See docs/protocol.md for the job message.")
-        poses = message["poses"]
-        if isinstance(poses, list):
-            poses = [Path(p) for p in poses]
-        elif isinstance(poses, str):
-            poses = Path(poses)
+        """Build from a protocol `job` message (checked by the contract: aa_contract.protocol.parse_job);
+        raises InvalidSetting naming the bad field, or BadTrack for a bad keypoint track."""
+        request = protocol.parse_job(message)
+        if request.keypoints is None:
+            poses = [Path(p) for p in request.poses] if isinstance(request.poses, list) else Path(request.poses)
+        elif isinstance(request.keypoints, dict):
+            poses = keypoints.track_from_dict(request.keypoints, "in the job")
         else:
-            raise BadRequest("'poses' must be a folder, a video file or a list of image paths.")
-        knobs = {k: message[k] for k in GenerationConfig.__dataclass_fields__ if k in message}
-        try:
-            config = GenerationConfig(**knobs)
-        except TypeError as exc:
-            raise BadRequest(f"Invalid job settings: {exc}") from exc
-        for name in ("width", "height", "steps", "seed", "context_frames", "context_overlap", "decode_batch"):
-            value = getattr(config, name)
-            if value is None and name in ("width", "height"):
-                continue  # the model's native size
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise BadRequest(f"'{name}' must be an integer (got {value!r}).")
-        if not isinstance(config.context_loop, bool):
-            raise BadRequest(f"'context_loop' must be true or false (got {config.context_loop!r}).")
-        return cls(job_id, Path(message["reference"]), poses, Path(message["output"]), config, bool(message.get("video", True)))
+            poses = keypoints.read_track(request.keypoints)
+        config = GenerationConfig(**request.settings)
+        return cls(request.id, Path(request.reference), poses, Path(request.output), config, request.video, request.warnings)
 
 
 # -- inputs ---------------------------------------------------------------------------------------
@@ -102,37 +92,52 @@ def pose_files(poses: Path | list[Path]) -> list[Path]:
     raise InputError(f"The poses {poses} are neither a folder of maps nor a video file.", "Give a folder of PNG skeleton maps or an .mp4.")
 
 
-def load_poses(poses: Path | list[Path]) -> tuple[list[Image.Image], bytes]:
-    """The pose maps as RGB images, and their content digest (for the job fingerprint)."""
+def _pixel_digest(images: list[Image.Image]) -> bytes:
+    """The digest of the maps' pixels (not their files' bytes): the same maps given as PNGs, as a
+    video or drawn from a keypoint track are the same job."""
     digest = hashlib.sha256()
+    for image in images:
+        digest.update(f"{image.width}x{image.height};".encode())
+        digest.update(image.tobytes())
+    return digest.digest()
+
+
+def load_poses(poses: Poses, size: tuple[int, int] | None = None) -> tuple[list[Image.Image], bytes]:
+    """The pose maps as RGB images, and their pixels' digest (for the job fingerprint).
+
+    A keypoint track is drawn at `size` (the job's width, height): its points are scaled to it,
+    so the joints and limbs keep DWPose's pixel sizes, as they were in training.
+    """
+    if isinstance(poses, KeypointTrack):
+        from aa_engine.data.pose_maps import draw_keypoints_cv2
+
+        track = poses.scaled_to(*size) if size else poses
+        images = [Image.fromarray(draw_keypoints_cv2(track.width, track.height, frame)) for frame in track.frames]
+        return images, _pixel_digest(images)
     files = pose_files(poses)
     images = []
     if files:
         for path in files:
-            data = path.read_bytes()
-            digest.update(data)
             try:
                 with Image.open(path) as image:
                     images.append(image.convert("RGB"))
             except (UnidentifiedImageError, OSError) as exc:
                 raise InputError(f"The pose map {path} cannot be read ({exc}).", "Export the skeleton maps again.") from exc
-        return images, digest.digest()
+        return images, _pixel_digest(images)
     import imageio.v3 as iio
 
     try:
         for frame in iio.imiter(poses):
-            frame = np.asarray(frame)[..., :3]
-            digest.update(frame.tobytes())
-            images.append(Image.fromarray(frame))
+            images.append(Image.fromarray(np.asarray(frame)[..., :3]))
     except Exception as exc:  # noqa: BLE001 - any decoder failure is the same user problem
         raise InputError(f"The pose video {poses} cannot be read ({exc}).", "Export the skeleton maps as PNGs instead.") from exc
     if not images:
         raise InputError(f"The pose video {poses} has no frames.")
-    return images, digest.digest()
+    return images, _pixel_digest(images)
 
 
 def fingerprint(reference: Path, pose_digest: bytes, config: GenerationConfig, weights_identity: str, num_frames: int) -> str:
-    settings = {k: v for k, v in asdict(config).items() if k not in ("fps", "decode_batch")}
+    settings = {**contract_settings.fingerprint_values(asdict(config)), "reference_attention": config.reference_attention}
     digest = hashlib.sha256(reference.read_bytes())
     digest.update(pose_digest)
     digest.update(json.dumps([settings, weights_identity, num_frames], sort_keys=True).encode())
@@ -248,7 +253,13 @@ def run_job(
         log.warning("generating at %dx%d; the model was trained at %dx%d and may look worse at other sizes",
                     config.width, config.height, *native)
     reference = load_reference(spec.reference)
-    poses, pose_digest = load_poses(spec.poses)
+    poses, pose_digest = load_poses(spec.poses, (config.width, config.height))
+    if isinstance(spec.poses, KeypointTrack):
+        track_aspect, job_aspect = spec.poses.width / spec.poses.height, config.width / config.height
+        if abs(track_aspect / job_aspect - 1) > 0.02:
+            spec.warnings.append(
+                f"The keypoint track is {spec.poses.width}x{spec.poses.height} and the job {config.width}x{config.height}: "
+                "the skeleton is stretched to the job's shape. Give the camera the job's aspect ratio, or set width and height.")
     folder = JobFolder(spec.output)
     n = len(poses)
     fp = fingerprint(spec.reference, pose_digest, config, weights_identity, n)
@@ -263,7 +274,7 @@ def run_job(
          "settings": asdict(config), "weights": weights_identity}
     )
     done = folder.finished_frames(n) if same_job else set()
-    emit("accepted", frames=n, resumed_frames=len(done))
+    emit("accepted", frames=n, resumed_frames=len(done), settings=config.settings(), warnings=list(spec.warnings))
 
     def progress(stage: str, step: int, total: int, eta: float | None = None) -> None:
         emit("progress", stage=stage, step=step, total=total, frames_done=len(done), frames_total=n,

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .contract import settings
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="animate_anyone", description="Render one shot with Animate Anyone and import it as one VSE strip.")
@@ -31,16 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with rescaling: the shot's frame posed most like the reference (default: the shot's first frame)")
     p.add_argument("--start", type=int, help="first frame (default: the scene's)")
     p.add_argument("--end", type=int, help="last frame (default: the scene's)")
-    p.add_argument("--width", type=int, help="width, a multiple of 8 (default: render width rounded)")
-    p.add_argument("--height", type=int, help="height, a multiple of 8 (default: render height rounded)")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--guidance", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--context-frames", type=int)
-    p.add_argument("--context-overlap", type=int)
-    p.add_argument("--context-loop", action=argparse.BooleanOptionalAction, default=None,
-                   help="a seamless loop: the context windows wrap round from the last frame to the first, for a shot "
-                        "whose end leads back into its start (a walk cycle); --no-context-loop switches off one saved in the .blend")
+    p.add_argument("--render-size", action="store_true", help="generate at the scene's render resolution (rounded to multiples of 8) instead of the model's native size")
     p.add_argument("--output", help="folder for the shot folder (default: the shot settings', //animate_anyone/)")
     p.add_argument("--shot", help="shot name (default: the scene's name)")
     p.add_argument("--skeleton-strip", action="store_true", help="also import the skeleton maps as a second strip")
@@ -51,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", help="auto, fp32, fp16, bf16")
     p.add_argument("--engine-address", help="HOST:PORT of a running `aa_engine serve --listen` (paths must be shared)")
     p.add_argument("--save", help="save the .blend with the strip here (default: <shot folder>/<shot>.blend)")
+    # The generation settings, declared once (aa_contract/settings.py); omitted = the .blend's value.
+    # --width/--height set a custom size; --fps overrides the scene's frame rate.
+    settings.add_arguments(p, with_defaults=False)
     return p
 
 
@@ -92,15 +88,17 @@ def apply_arguments(scene, args) -> None:
         s.use_scene_range = False
         s.frame_start = args.start if args.start is not None else scene.frame_start
         s.frame_end = args.end if args.end is not None else scene.frame_end
-    if args.width or args.height:
-        s.use_render_resolution = False
-        s.width = args.width or s.width
-        s.height = args.height or s.height
-    for name in ("steps", "guidance", "seed", "context_frames", "context_overlap"):
-        if getattr(args, name) is not None:
-            setattr(s, name, getattr(args, name))
-    if args.context_loop is not None:
-        s.context_loop = args.context_loop
+    given = settings.from_arguments(args)
+    settings.validate(given, fill_defaults=False)  # the contract's message, before anything is set
+    if "width" in given or "height" in given:
+        s.size_source = 'CUSTOM'
+    elif args.render_size:
+        s.size_source = 'RENDER'
+    if "fps" in given:
+        scene.render.fps, scene.render.fps_base = max(1, round(given["fps"])), max(1, round(given["fps"])) / given["fps"]
+    for name, value in given.items():
+        if settings.BY_NAME[name].addon_property:
+            setattr(s, name, value)
     if args.output:
         s.output_dir = args.output
     if args.shot:
@@ -113,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     import bpy
 
     from . import runtime, vse
-    from .errors import AddonError
+    from .errors import AddonError, UserError
     from .render_shot import render_blocking
 
     args = build_parser().parse_args(_argv() if argv is None else argv)
@@ -143,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         if task.progress.video:
             print(f"video {task.progress.video}")
         return 0
-    except AddonError as exc:
+    except UserError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         if exc.hint:
             print(f"hint: {exc.hint}", file=sys.stderr)

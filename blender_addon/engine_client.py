@@ -22,9 +22,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .contract import protocol
 from .errors import EngineInterpreterError, EngineStartFailed
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = protocol.PROTOCOL_VERSION
 EXIT_EVENT = "engine_exit"
 # Prints which of the engine's imports fail, as one JSON line (run with the engine's interpreter).
 _PROBE = (

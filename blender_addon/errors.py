@@ -5,16 +5,18 @@ them as `error:` / `hint:` lines. Anything else that escapes is a bug.
 """
 
 
-class AddonError(Exception):
+from .contract import errors as _contract_errors
+
+# Every error the add-on reports is a ContractError: its own (below), and the contract's (a bad
+# setting, a bad keypoint track), which carry the same message whichever side raised them.
+ContractError = UserError = _contract_errors.ContractError
+
+
+class AddonError(ContractError):
     code = "addon"
 
     def __init__(self, message: str, hint: str = ""):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def __str__(self) -> str:
-        return f"{self.message} {self.hint}".strip()
+        super().__init__(message, hint)
 
 
 class NoCamera(AddonError):
@@ -25,18 +27,8 @@ class NoArmature(AddonError):
     code = "no_armature"
 
 
-class PoseExportFailed(AddonError):
-    """The pose export refused the rig (unmapped bones, nothing in view...)."""
-
-    code = "pose_export"
-
-
 class ReferenceImageError(AddonError):
     code = "reference"
-
-
-class ResolutionError(AddonError):
-    code = "resolution"
 
 
 class FrameRangeError(AddonError):
@@ -83,11 +75,3 @@ class EngineCrashed(AddonError):
 
 class Cancelled(AddonError):
     code = "cancelled"
-
-
-def as_addon_error(exc: BaseException, kind: type = AddonError) -> AddonError:
-    """Wrap an error from another part (the pose export's error types carry .message/.hint)."""
-    if isinstance(exc, AddonError):
-        return exc
-    message = getattr(exc, "message", None) or str(exc) or exc.__class__.__name__
-    return kind(message, getattr(exc, "hint", "") or "")

@@ -7,7 +7,7 @@ import bpy
 
 from . import runtime, vse
 from .engine_setup import set_up_engine_env
-from .errors import AddonError
+from .errors import AddonError, UserError
 from .preferences import engine_env_dir, engine_settings, get_preferences
 from .render_shot import advance, fail, render_blocking, start_render
 
@@ -45,7 +45,7 @@ class ANIMATE_ANYONE_OT_render(bpy.types.Operator):
         scene = context.scene
         try:
             render_blocking(context, scene, echo=print)
-        except AddonError as exc:
+        except UserError as exc:
             current = runtime.status.get(scene.name)
             if current is None or current.error is not exc:
                 fail(scene, exc)
@@ -67,7 +67,7 @@ class ANIMATE_ANYONE_OT_render(bpy.types.Operator):
 
         try:
             task = start_render(context, scene, export_progress=export_progress)
-        except AddonError as exc:
+        except UserError as exc:
             fail(scene, exc)
             _report(self, exc)
             return {'CANCELLED'}

@@ -6,7 +6,16 @@ Drawing reads `runtime.status` (what the last render did) and never changes anyt
 import bpy
 
 from . import runtime
+from .contract import settings as contract_settings
+from .errors import UserError
 from .shot import shot_resolution
+
+
+def draw_settings(layout, settings, group: str) -> None:
+    """The shot's fields for one group of the contract's settings, in declaration order."""
+    for setting in contract_settings.SETTINGS:
+        if setting.group == group and setting.addon_property:
+            layout.prop(settings, setting.name)
 
 
 def draw_progress(layout, progress):
@@ -136,27 +145,23 @@ class ANIMATE_ANYONE_PT_shot(bpy.types.Panel):
         sub.active = not settings.use_scene_range
         sub.prop(settings, "frame_start")
         sub.prop(settings, "frame_end")
-        col = layout.column(heading="Size")
-        col.prop(settings, "use_render_resolution")
+        col = layout.column()
+        col.prop(settings, "size_source")
         sub = col.column(align=True)
-        sub.active = not settings.use_render_resolution
-        sub.prop(settings, "width")
-        sub.prop(settings, "height")
+        sub.active = settings.size_source == 'CUSTOM'
+        draw_settings(sub, settings, "size")
         try:
             w, h, note = shot_resolution(scene, settings)
-            col.label(text=note or f"{w}x{h}", icon='INFO' if note else 'NONE')
-        except Exception as exc:  # the resolution error: shown, not raised
-            col.label(text=getattr(exc, "message", str(exc)), icon='ERROR')
+            if settings.size_source == 'NATIVE':
+                col.label(text="The model's native size (the engine says which)", icon='NONE')
+            else:
+                col.label(text=note or f"{w}x{h}", icon='INFO' if note else 'NONE')
+        except UserError as exc:  # a bad custom size: shown, not raised
+            col.label(text=exc.message, icon='ERROR')
 
-        # -- generation --
-        col = layout.column(align=True)
-        col.prop(settings, "steps")
-        col.prop(settings, "guidance")
-        col.prop(settings, "seed")
-        col = layout.column(align=True)
-        col.prop(settings, "context_frames")
-        col.prop(settings, "context_overlap")
-        col.prop(settings, "context_loop")
+        # -- generation: the contract's settings, by group --
+        for group in ("sampling", "context", "output"):
+            draw_settings(layout.column(align=True), settings, group)
         col = layout.column()
         _prop_with_placeholder(col, settings, "shot_name", scene.name)
         col.prop(settings, "output_dir")

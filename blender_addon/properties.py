@@ -3,6 +3,10 @@
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
+from .contract import settings as contract_settings
+
+INT32_MAX = 2**31 - 1  # Blender's IntProperty is a signed 32-bit integer
+
 
 # Blender 4.5+ warns about (and flags) "//" paths unless the property says it takes them.
 _BLEND_RELATIVE = {'PATH_SUPPORTS_BLEND_RELATIVE'} if bpy.app.version >= (4, 5, 0) else set()
@@ -43,25 +47,43 @@ class AnimateAnyoneShotSettings(bpy.types.PropertyGroup):
     frame_start: IntProperty(name="Start", default=1, min=0)
     frame_end: IntProperty(name="End", default=24, min=0)
 
-    use_render_resolution: BoolProperty(name="Render Resolution", description="Use the scene's render resolution, rounded to multiples of 8", default=True)
-    width: IntProperty(name="Width", default=512, min=8, soft_max=2048)
-    height: IntProperty(name="Height", default=768, min=8, soft_max=2048)
-
-    steps: IntProperty(name="Steps", description="Denoising steps (more: cleaner, slower)", default=30, min=1, soft_max=100)
-    guidance: FloatProperty(name="Guidance", description="Classifier-free guidance scale (1 = off)", default=3.5, min=1.0, soft_max=10.0)
-    seed: IntProperty(name="Seed", default=42, min=0)
-    context_frames: IntProperty(name="Context Frames", description="Frames denoised together (long shots use overlapping windows)", default=24, min=1, max=32)
-    context_overlap: IntProperty(name="Overlap", description="Frames shared by neighbouring windows", default=4, min=0, max=31)
-    context_loop: BoolProperty(
-        name="Seamless Loop",
-        description="Let the context windows wrap round from the shot's last frame to its first, so the video loops "
-                    "seamlessly. Use it when the shot's last frame leads back into its first (a walk cycle); "
-                    "it only changes shots longer than Context Frames",
-        default=False,
+    size_source: EnumProperty(
+        name="Size",
+        items=[('NATIVE', "Model's Size", "The size the model was trained at (the engine says which): its best quality"),
+               ('RENDER', "Render Resolution", "The scene's render resolution, rounded to multiples of 8"),
+               ('CUSTOM', "Custom", "The width and height below")],
+        default='NATIVE',
     )
+    # The generation settings (steps, guidance, seed, context window, width/height...) are added
+    # below from the contract's declaration: aa_contract/settings.py.
 
     output_dir: StringProperty(name="Output", description="Folder for the shot folders (// = next to the .blend)", subtype='DIR_PATH', default="//animate_anyone/", options=_BLEND_RELATIVE)
     import_pose_preview: BoolProperty(name="Skeleton Preview Strip", description="Also import the skeleton maps as a second strip", default=False)
+
+
+def setting_property(setting):
+    """The Blender property of a contract setting: its label, help, default and range."""
+    desc = setting.help[:1].upper() + setting.help[1:]
+    common = {"name": setting.ui_label, "description": desc, "default": setting.property_default}
+    if setting.type is bool:
+        return BoolProperty(**common)
+    limits = {}
+    if setting.minimum is not None:
+        limits["min"] = setting.minimum
+    if setting.maximum is not None:
+        limits["max"] = min(setting.maximum, INT32_MAX) if setting.type is int else setting.maximum
+    if setting.soft_max is not None:
+        limits["soft_max"] = setting.soft_max
+    if setting.type is int:
+        return IntProperty(**common, **{k: int(v) for k, v in limits.items()})
+    if setting.type is float:
+        return FloatProperty(**common, **limits)
+    return StringProperty(**common)
+
+
+for _setting in contract_settings.SETTINGS:
+    if _setting.addon_property:
+        AnimateAnyoneShotSettings.__annotations__[_setting.name] = setting_property(_setting)
 
 
 classes = (AnimateAnyoneShotSettings,)

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .engine_client import EXIT_EVENT, EngineProcess
-from .errors import AddonError, Cancelled, EngineCrashed, EngineJobFailed
+from .contract import settings as contract_settings
+from .errors import AddonError, UserError, Cancelled, EngineCrashed, EngineJobFailed
 
 FRAME_GLOB = "frame_*.png"
 _OUT_OF_MEMORY = re.compile(r"out of memory|can't allocate memory|not enough memory|OutOfMemoryError", re.IGNORECASE)
@@ -40,6 +41,8 @@ class JobProgress:
     video: str | None = None
     frames: list[str] = field(default_factory=list)
     error: AddonError | None = None
+    settings: dict = field(default_factory=dict)   # what the engine runs the job with (`accepted`)
+    warnings: list[str] = field(default_factory=list)  # the engine's and the add-on's notes on the job
 
     @property
     def finished(self) -> bool:
@@ -110,7 +113,7 @@ class RenderTask:
         self.progress.state = "cancelling"
         try:
             self.engine.send({"type": "cancel", "id": self.job_id})
-        except AddonError as exc:
+        except UserError as exc:
             self._fail(exc)
 
     def pump(self, timeout: float | None = None) -> JobProgress:
@@ -127,12 +130,12 @@ class RenderTask:
             self._resend_at = None
             try:
                 self.engine.send(self.job)
-            except AddonError as exc:
+            except UserError as exc:
                 self._fail(exc)
         for event in events:
             try:
                 self.handle(event)
-            except AddonError as exc:
+            except UserError as exc:
                 self._fail(exc)
             if self.progress.finished:
                 break
@@ -166,6 +169,8 @@ class RenderTask:
             p.frames_total = event.get("frames", p.frames_total)
             p.resumed_frames = event.get("resumed_frames", 0)
             p.frames_done = p.resumed_frames
+            p.settings = dict(event.get("settings") or {})
+            p.warnings.extend(str(w) for w in event.get("warnings") or [])
         elif kind == "progress":
             p.stage = event.get("stage", p.stage)
             p.step = event.get("step", 0)
@@ -204,7 +209,18 @@ class RenderTask:
 
     # -- internals --------------------------------------------------------------------------------
     def _send_job(self) -> None:
+        self._fit_to_engine(self.engine.hello or {})
         self.engine.send(self.job)
+
+    def _fit_to_engine(self, hello: dict) -> None:
+        """A context window longer than the model's motion modules take is shortened to theirs
+        (the engine says which in `hello`), with a note, rather than refused."""
+        longest = hello.get("max_context_frames")
+        frames = self.job.get("context_frames", contract_settings.BY_NAME["context_frames"].default)
+        if isinstance(longest, int) and frames > longest:
+            self.job["context_frames"] = longest
+            self.job["context_overlap"] = min(self.job.get("context_overlap", 4), longest - 1)
+            self.progress.warnings.append(f"Context Frames {frames} shortened to {longest}, the longest window this model takes.")
         self._sent = True
         if self.progress.state == "starting":
             self.progress.state = "running"

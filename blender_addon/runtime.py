@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .engine_client import EngineProcess, EngineSettings, RemoteEngine, check_interpreter
-from .errors import AddonError
+from .errors import AddonError, UserError
 from .render_task import JobProgress, RenderTask
 
 _engine: EngineProcess | None = None
@@ -69,7 +69,7 @@ class BackgroundStatus:
             try:
                 work(self)
                 self.state = "ok"
-            except AddonError as exc:
+            except UserError as exc:
                 self.state, self.message, self.hint = "error", exc.message, exc.hint
             except Exception as exc:  # noqa: BLE001 - shown in the panel instead of lost on a thread
                 self.state, self.message, self.hint = "error", f"{exc.__class__.__name__}: {exc}", "This is a bug in the add-on."

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 import bpy
 
-from .errors import (AddonError, FrameRangeError, NoArmature, NoCamera, OutputFolderError, PoseExportFailed,
-                     ReferenceImageError, ResolutionError)
+from . import contract
+from .errors import AddonError, FrameRangeError, NoArmature, NoCamera, OutputFolderError, ReferenceImageError
 
 if TYPE_CHECKING:
     from .skeleton.export import RescaleTo
@@ -36,13 +36,10 @@ class ShotPlan:
     height: int
     reference: Path
     shot_dir: Path
-    steps: int = 30
-    guidance: float = 3.5
-    seed: int = 42
-    context_frames: int = 24
-    context_overlap: int = 4
-    context_loop: bool = False  # windows wrap round the shot's end: a seamless loop (a walk cycle)
-    fps: float = 24.0
+    # The job's generation settings, checked by the contract (aa_contract/settings.py); width and
+    # height None = the model's native size (the engine fills them in; `width`/`height` above are
+    # then only the keypoints' pixel grid, which the engine scales).
+    settings: dict = field(default_factory=contract.settings.defaults)
     rescale: RescaleTo | None = None   # pose rescaling to the reference character (docs/pose_rescaling.md)
     notes: list[str] = field(default_factory=list)
     pose_paths: list[str] = field(default_factory=list)
@@ -67,13 +64,16 @@ class ShotPlan:
         """The protocol's `job` message (docs/protocol.md)."""
         if not self.pose_paths:
             raise AddonError("The skeleton maps have not been written yet.", "This is a bug: export the poses before sending the job.")
+        settings = {k: v for k, v in self.settings.items() if v is not None}
         return {
             "type": "job", "id": f"{self.shot_name}-{time.time_ns() // 1_000_000}",
             "reference": str(self.reference), "poses": list(self.pose_paths), "output": str(self.frames_dir),
-            "width": self.width, "height": self.height, "steps": self.steps, "guidance": self.guidance, "seed": self.seed,
-            "context_frames": self.context_frames, "context_overlap": self.context_overlap, "context_loop": self.context_loop,
-            "fps": self.fps, "video": video,
+            **settings, "video": video,
         }
+
+    @property
+    def fps(self) -> float:
+        return self.settings["fps"]
 
 
 # -- the checks -----------------------------------------------------------------------------------
@@ -82,8 +82,10 @@ def round_to_8(value: float) -> int:
 
 
 def shot_resolution(scene, settings) -> tuple[int, int, str]:
-    """(width, height, note): the render resolution rounded to multiples of 8, or the custom one checked."""
-    if settings.use_render_resolution:
+    """(width, height, note): the pose export's size. The render resolution rounded to multiples
+    of 8 (for the model's native size too: the engine scales the keypoints to it), or the custom
+    size, checked by the contract."""
+    if settings.size_source != 'CUSTOM':
         r = scene.render
         raw_w = r.resolution_x * r.resolution_percentage / 100.0
         raw_h = r.resolution_y * r.resolution_percentage / 100.0
@@ -92,13 +94,17 @@ def shot_resolution(scene, settings) -> tuple[int, int, str]:
         if (w, h) != (int(raw_w), int(raw_h)):
             note = f"Render size {int(raw_w)}x{int(raw_h)} rounded to {w}x{h} (multiples of 8)."
         return w, h, note
-    w, h = settings.width, settings.height
-    if w % 8 or h % 8 or w <= 0 or h <= 0:
-        raise ResolutionError(
-            f"The resolution {w}x{h} is not a multiple of 8.",
-            f"The model works on 8x8-pixel cells: use {round_to_8(w)}x{round_to_8(h)}, or switch on 'Render Resolution' (rounded for you).",
-        )
-    return w, h, ""
+    checked = contract.settings.validate({"width": settings.width, "height": settings.height}, fill_defaults=False)
+    return checked["width"], checked["height"], ""
+
+
+def shot_settings(scene, settings, width: int, height: int) -> dict:
+    """The job's generation settings from the shot's properties (one per contract setting the
+    add-on shows), the scene's frame rate and the size mode; checked by the contract."""
+    values = {s.name: getattr(settings, s.name) for s in contract.settings.SETTINGS if s.addon_property}
+    values["fps"] = round(scene.render.fps / (scene.render.fps_base or 1.0), 3)
+    values["width"], values["height"] = (None, None) if settings.size_source == 'NATIVE' else (width, height)
+    return contract.settings.validate(values)
 
 
 def shot_armature(scene, settings, context=None):
@@ -224,13 +230,10 @@ def plan_shot(scene, context=None, settings=None) -> ShotPlan:
     shot_dir, out_note = shot_folder(settings, shot_name)
     reference = shot_reference(scene, settings, shot_dir)
     rescale = shot_rescale(settings)
-    fps = scene.render.fps / (scene.render.fps_base or 1.0)
     return ShotPlan(
         scene_name=scene.name, shot_name=shot_name, armature_name=armature.name, frame_start=start, frame_end=end,
         width=width, height=height, reference=reference, shot_dir=shot_dir,
-        steps=settings.steps, guidance=settings.guidance, seed=settings.seed, rescale=rescale,
-        context_frames=settings.context_frames, context_overlap=min(settings.context_overlap, settings.context_frames - 1),
-        context_loop=settings.context_loop, fps=round(fps, 3),
+        settings=shot_settings(scene, settings, width, height), rescale=rescale,
         notes=[n for n in (res_note, out_note) if n],
     )
 
@@ -242,18 +245,11 @@ def export_poses(scene, plan: ShotPlan, settings=None, progress=None) -> list[st
 
     settings = settings or scene.animate_anyone
     armature = scene.objects[plan.armature_name]
-    try:
-        result = skeleton_export.export_shot(
-            scene, armature, str(plan.poses_dir), plan.frame_start, plan.frame_end, plan.width, plan.height,
-            bone_map=settings.bone_map or None, hands=settings.hands, face=settings.face, progress=progress,
-            rescale=plan.rescale,
-        )
-    except AddonError:
-        raise
-    except Exception as exc:
-        if hasattr(exc, "message"):  # the pose export's own error types: message + hint
-            raise PoseExportFailed(exc.message, getattr(exc, "hint", "")) from exc
-        raise
+    result = skeleton_export.export_shot(
+        scene, armature, str(plan.poses_dir), plan.frame_start, plan.frame_end, plan.width, plan.height,
+        bone_map=settings.bone_map or None, hands=settings.hands, face=settings.face, progress=progress,
+        rescale=plan.rescale,
+    )
     plan.pose_paths = [str(p) for p in result.map_paths]
     plan.notes.extend(getattr(result, "notes", []))
     missing = getattr(result, "missing_keypoints", None)

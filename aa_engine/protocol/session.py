@@ -7,7 +7,6 @@ job runs; the weights stay loaded for the life of the session.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import traceback
@@ -15,8 +14,9 @@ from typing import Callable
 
 import torch
 
+from aa_contract import protocol
 from aa_engine import PROTOCOL_VERSION, __version__
-from aa_engine.errors import BadRequest, Cancelled, EngineError
+from aa_engine.errors import BadRequest, Cancelled, EngineError, UserError
 from aa_engine.jobs import JobSpec, run_job
 from aa_engine.pipeline import AnimateAnyonePipeline
 from aa_engine.weights import WeightsInfo
@@ -52,21 +52,19 @@ class EngineSession:
             weights=self.weights.to_dict(),
             model=self.pipe.model.config.name,
             torch=torch.__version__,
+            native_size=list(self.pipe.model.config.native_size or (512, 768)),
+            max_context_frames=self.pipe.model.config.motion_module.max_frames,
         )
 
     # -- incoming ---------------------------------------------------------------------------------
     def handle_line(self, line: str) -> bool:
         """Handle one line; returns False when the session should end (after `shutdown`)."""
-        line = line.strip()
-        if not line:
+        if not line.strip():
             return True
         try:
-            message = json.loads(line)
-        except ValueError as exc:
-            self.send_error(None, BadRequest(f"Not a JSON line: {exc} (line starts {line[:60]!r}).", "Send one JSON object per line."))
-            return True
-        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-            self.send_error(None, BadRequest("A message must be a JSON object with a string 'type'.", 'Example: {"type": "ping"}'))
+            message = protocol.decode_line(line)
+        except UserError as exc:
+            self.send_error(None, exc)
             return True
         return self.handle(message)
 
@@ -107,7 +105,7 @@ class EngineSession:
             self._worker.join()  # it has sent its last event and is only ending
         try:
             spec = JobSpec.from_message(message)
-        except EngineError as exc:
+        except UserError as exc:
             self.send_error(job_id, exc)
             return
         self._job_id = spec.id
@@ -128,7 +126,7 @@ class EngineSession:
             last = {"type": "done", "id": spec.id, **result}
         except Cancelled:
             last = {"type": "cancelled", "id": spec.id, "frames_done": frames_done[0]}
-        except EngineError as exc:
+        except UserError as exc:
             last = {"type": "error", "id": spec.id, **exc.to_dict()}
         except Exception as exc:  # noqa: BLE001 - the engine must survive a failed job
             log.error("job %s failed:\n%s", spec.id, traceback.format_exc())

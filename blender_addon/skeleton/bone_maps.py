@@ -28,12 +28,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .draw import BODY_NAMES
+from ..contract import keypoints
 from .errors import BadBoneMap, UnmappedBones
 
 FORMAT = "aa-bone-map/1"
-HAND_POINTS = 21
-FACE_POINTS = 68
+BODY_NAMES, HAND_POINTS, FACE_POINTS = keypoints.BODY_NAMES, keypoints.HAND_POINTS, keypoints.FACE_POINTS
 HAND_SIDES = ("right", "left")
 # Fewer mapped body keypoints than this and the map does not describe the rig (a stick figure
 # needs at least shoulders/hips and a limb or two).

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 # The add-on's error base and its scene errors (bpy-free too): one hierarchy for the whole add-on,
 # so every pose-export error is an AddonError the operators and the command line already report.
+from ..contract import errors as _contract_errors
 from ..errors import AddonError, NoArmature, NoCamera
 
 
@@ -49,7 +50,5 @@ class OutputNotWritable(PoseExportError):
     code = "output"
 
 
-class BadTrack(PoseExportError):
-    """A keypoint track file that cannot be read or is not in the aa-keypoints/1 format."""
-
-    code = "track"
+# A keypoint track that cannot be read: the contract's error (the track format is the contract's).
+BadTrack = _contract_errors.BadTrack

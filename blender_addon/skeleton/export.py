@@ -19,12 +19,13 @@ from pathlib import Path
 import bpy
 
 from . import bone_maps
-from .draw import BODY_NAMES
+from ..contract import draw, png
 from .errors import BadFrameRange, BadSize, BadTrack, NoArmature, NothingInView
-from .png import write_png
 from .project import KeypointProjector, check_camera
 from .rescale import NECK
-from .track import MAP_NAME, TRACK_NAME, FrameKeypoints, KeypointTrack, draw_frame, prepare_output, rescale_track, write_track
+from .track import MAP_NAME, TRACK_NAME, FrameKeypoints, KeypointTrack, prepare_output, rescale_track, write_track
+
+BODY_NAMES = draw.BODY_NAMES
 
 DRIVING_TRACK_NAME = "keypoints_driving.json"      # with rescaling: the rig's own track, before rescaling
 REFERENCE_TRACK_NAME = "keypoints_reference.json"  # with rescaling: the reference keypoints it was rescaled to
@@ -188,10 +189,10 @@ def _make_track(scene, armature, resolved, projection: _Projection, width, heigh
 def _write_map(out: Path, n: int, keypoints: FrameKeypoints, width: int, height: int, timings) -> Path:
     """Draw one frame's map and write it as out/pose_{n+1:05d}.png."""
     t0 = time.perf_counter()
-    image = draw_frame(width, height, keypoints)
+    image = draw.draw_keypoints(width, height, keypoints)
     t1 = time.perf_counter()
     path = out / MAP_NAME.format(n + 1)
-    write_png(path, image)
+    png.write_png(path, image)
     timings["draw"] += t1 - t0
     timings["write_png"] += time.perf_counter() - t1
     return path

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .bone_maps import FACE_POINTS, HAND_POINTS, ResolvedMap
-from .draw import BODY_NAMES
+from .bone_maps import BODY_NAMES
 from .errors import NoCamera
 from .track import FrameKeypoints
 

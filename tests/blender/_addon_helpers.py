@@ -133,6 +133,7 @@ def simple_shot_scene(tmp_path: Path, camera: bool = True, armature: bool | dict
     settings.reference_path = str(REFERENCE)
     settings.output_dir = str(tmp_path / "out") + os.sep
     settings.steps = 2
+    settings.size_source = 'RENDER'  # the tests check frames at the render size (random-tiny's native is 64x64)
     return scene
 
 

@@ -173,7 +173,7 @@ def test_render_operator_on_the_bundled_rig_then_rerun_resumes_with_one_strip(tm
         s = scene.animate_anyone
         s.reference_source, s.reference_path = 'FILE', str(REFERENCE)
         s.use_scene_range, s.frame_start, s.frame_end = False, scene.frame_start, scene.frame_start + 3
-        s.use_render_resolution, s.width, s.height = False, 64, 96
+        s.size_source, s.width, s.height = 'CUSTOM', 64, 96
         s.steps, s.output_dir, s.shot_name = 2, str(tmp_path / "renders"), "op"
         assert bpy.ops.animate_anyone.render() == {'FINISHED'}
         first = runtime.status[scene.name]

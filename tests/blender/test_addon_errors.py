@@ -80,11 +80,11 @@ def test_reference_image_unreadable(shot, tmp_path):
 
 def test_resolution_not_a_multiple_of_8(shot):
     s = shot.animate_anyone
-    s.use_render_resolution = False
+    s.size_source = 'CUSTOM'
     s.width, s.height = 130, 192
     p = render_error(shot)
-    assert p.message == "The resolution 130x192 is not a multiple of 8."
-    assert "use 128x192" in p.hint
+    assert p.message == "'width' must be a multiple of 8 (got 130): use 128 or 136."
+    assert "8x8-pixel" in p.hint
 
 
 def test_render_resolution_is_rounded_not_refused(shot):

@@ -162,10 +162,10 @@ def test_panel_shows_the_rounding_note_and_the_missing_camera(shot):
     lines = texts(draw(ANIMATE_ANYONE_PT_shot.draw, bpy.context))
     assert "Render size 1001x500 rounded to 1000x504 (multiples of 8)." in lines
     assert any("no camera" in line for line in lines)
-    shot.animate_anyone.use_render_resolution = False
+    shot.animate_anyone.size_source = 'CUSTOM'
     shot.animate_anyone.width = 130
     lines = texts(draw(ANIMATE_ANYONE_PT_shot.draw, bpy.context))
-    assert "The resolution 130x768 is not a multiple of 8." in lines
+    assert "'width' must be a multiple of 8 (got 130): use 128 or 136." in lines
 
 
 def test_panel_loads_a_thumbnail_of_the_reference_file(shot):

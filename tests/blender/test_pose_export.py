@@ -13,7 +13,7 @@ from bpy_extras.object_utils import world_to_camera_view  # noqa: E402
 from mathutils import Vector  # noqa: E402
 
 from blender_addon.skeleton import export  # noqa: E402
-from blender_addon.skeleton.draw import BODY_NAMES, draw_pose_map  # noqa: E402
+from aa_contract.draw import BODY_NAMES, draw_pose_map  # noqa: E402
 from blender_addon.skeleton.errors import (BadBoneMap, BadFrameRange, NoArmature, NoCamera, NothingInView,  # noqa: E402
                                            OutputNotWritable, UnmappedBones)
 from blender_addon.skeleton.project import KeypointProjector, camera_view_coords  # noqa: E402

@@ -7,7 +7,7 @@ import pytest
 bpy = pytest.importorskip("bpy")
 
 from blender_addon.skeleton import export  # noqa: E402
-from blender_addon.skeleton.draw import BODY_NAMES  # noqa: E402
+from aa_contract.keypoints import BODY_NAMES  # noqa: E402
 from tests.blender._pose_rigs import add_camera, expected_pixel, make_mixamo  # noqa: E402
 
 W, H = 256, 384

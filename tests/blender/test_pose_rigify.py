@@ -13,7 +13,7 @@ from bpy_extras.object_utils import world_to_camera_view  # noqa: E402
 from mathutils import Matrix, Vector  # noqa: E402
 
 from blender_addon.skeleton import export  # noqa: E402
-from blender_addon.skeleton.draw import BODY_NAMES  # noqa: E402
+from aa_contract.keypoints import BODY_NAMES  # noqa: E402
 from tests.blender._pose_rigs import add_camera, expected_pixel  # noqa: E402
 
 pytestmark = pytest.mark.slow

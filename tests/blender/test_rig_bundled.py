@@ -17,7 +17,7 @@ def rig_scene(empty_blend):
 
 def _keypoints_3d(rig, resolved):
     """World positions of the 18 body keypoints of `rig` at the current frame, through the bone map."""
-    from blender_addon.skeleton.draw import BODY_NAMES
+    from aa_contract.keypoints import BODY_NAMES
 
     points = {}
     for i, name in enumerate(BODY_NAMES):

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from blender_addon.skeleton.draw import BODY_NAMES, draw_pose_map
-from blender_addon.skeleton.errors import BadTrack, OutputNotWritable
-from blender_addon.skeleton.png import encode_png, write_png
-from blender_addon.skeleton.track import (FORMAT, FrameKeypoints, KeypointTrack, draw_track, read_track,
-                                          track_from_dict, write_track)
+from aa_contract.draw import draw_pose_map
+from aa_contract.errors import BadTrack
+from aa_contract.keypoints import BODY_NAMES, FORMAT, FrameKeypoints, KeypointTrack, read_track, track_from_dict, write_track
+from aa_contract.png import encode_png, write_png
+from blender_addon.skeleton.errors import OutputNotWritable
+from blender_addon.skeleton.track import draw_track
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,8 +8,9 @@ platform, so this module re-implements the few OpenCV integer rasterisers that d
 16-bit fixed point), `circle` (filled midpoint circle) and 2-pixel `line` (a filled quad with round
 caps). The engine-side test compares it with controlnet-aux pixel for pixel.
 
-It imports only numpy and the standard library: the add-on (in Blender) and the engine (to draw
-maps from a keypoint track) both use this one implementation.
+It imports only numpy and the standard library: the add-on (in Blender), the training data and
+the tests use this one implementation; the engine draws a job's keypoint track with OpenCV
+(`aa_engine/data/pose_maps.py`), and tests hold the two to the same pixels.
 
 Conventions: images are (H, W, 3) uint8 in RGB order; keypoints are pixel coordinates at the map's
 size with a confidence: body (18, 3) in COCO-18 order, hands (2, 21, 3), face (68, 3). A point with
@@ -22,13 +23,10 @@ import math
 
 import numpy as np
 
-# COCO-18: nose, neck, R shoulder, R elbow, R wrist, L shoulder, L elbow, L wrist, R hip, R knee,
-# R ankle, L hip, L knee, L ankle, R eye, L eye, R ear, L ear.
-BODY_NAMES = (
-    "nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
-    "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
-    "right_eye", "left_eye", "right_ear", "left_ear",
-)
+from .keypoints import BODY_NAMES, FrameKeypoints, file_precision, present
+
+__all__ = ["BODY_NAMES", "draw_pose_map", "draw_keypoints"]
+
 # The 17 limbs drawn (0-based keypoint pairs), in drawing order, each with the colour of its index.
 BODY_LIMBS = (
     (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10), (1, 11), (11, 12),
@@ -48,7 +46,7 @@ JOINT_RADIUS = 4
 HAND_JOINT_RADIUS = 4
 FACE_RADIUS = 3
 LIMB_DIMMING = 0.6
-_EPS = 0.01  # hand/face points at or left of/above this pixel position count as missing (DWPose)
+EDGE_EPS = 0.01  # hand/face points at or left of/above this pixel position count as missing (DWPose)
 
 _XY_SHIFT = 16
 _XY_ONE = 1 << _XY_SHIFT
@@ -341,11 +339,6 @@ def _thick_line(img: np.ndarray, x0: int, y0: int, x1: int, y1: int, color, thic
 
 
 # -- the DWPose drawing ------------------------------------------------------------------------------
-def _present(points: np.ndarray) -> np.ndarray:
-    points = np.asarray(points, dtype=np.float64)
-    return np.isfinite(points).all(axis=-1) & (points[..., 2] > 0)
-
-
 def draw_body(canvas: np.ndarray, body: np.ndarray) -> np.ndarray:
     """Draw one or more bodies ((18, 3) or (n, 18, 3), pixels) on canvas; returns the new canvas.
 
@@ -354,14 +347,14 @@ def draw_body(canvas: np.ndarray, body: np.ndarray) -> np.ndarray:
     """
     height, width = canvas.shape[:2]
     bodies = np.asarray(body, dtype=np.float64).reshape(-1, 18, 3)
-    present = _present(bodies)
+    shown = present(bodies)
     # DWPose works on coordinates normalised to [0, 1] and multiplies back by the size; doing the
     # same float operations keeps every truncation identical.
     norm_x = bodies[..., 0] / float(width)
     norm_y = bodies[..., 1] / float(height)
     for limb, (a, b) in enumerate(BODY_LIMBS):
         for person in range(len(bodies)):
-            if not (present[person, a] and present[person, b]):
+            if not (shown[person, a] and shown[person, b]):
                 continue
             ys = (norm_x[person, a] * float(width), norm_x[person, b] * float(width))  # DWPose's Y is x
             xs = (norm_y[person, a] * float(height), norm_y[person, b] * float(height))
@@ -374,7 +367,7 @@ def draw_body(canvas: np.ndarray, body: np.ndarray) -> np.ndarray:
     canvas = (canvas * LIMB_DIMMING).astype(np.uint8)
     for joint in range(18):
         for person in range(len(bodies)):
-            if present[person, joint]:
+            if shown[person, joint]:
                 x = int(norm_x[person, joint] * width)
                 y = int(norm_y[person, joint] * height)
                 _circle(canvas, x, y, JOINT_RADIUS, BODY_COLORS[joint])
@@ -385,11 +378,11 @@ def draw_hands(canvas: np.ndarray, hands: np.ndarray) -> np.ndarray:
     """Draw hands ((21, 3) or (n, 21, 3), pixels) in place: 2-px coloured edges, blue joints."""
     height, width = canvas.shape[:2]
     hands = np.asarray(hands, dtype=np.float64).reshape(-1, 21, 3)
-    present = _present(hands)
-    for hand, points in zip(present, hands):
+    shown = present(hands)
+    for hand, points in zip(shown, hands):
         xs = [int(v / float(width) * width) if p else 0 for v, p in zip(points[:, 0], hand)]
         ys = [int(v / float(height) * height) if p else 0 for v, p in zip(points[:, 1], hand)]
-        ok = [bool(p) and xs[i] > _EPS and ys[i] > _EPS for i, p in enumerate(hand)]
+        ok = [bool(p) and xs[i] > EDGE_EPS and ys[i] > EDGE_EPS for i, p in enumerate(hand)]
         for edge, (a, b) in enumerate(HAND_EDGES):
             if ok[a] and ok[b]:
                 _thick_line(canvas, xs[a], ys[a], xs[b], ys[b], HAND_COLORS[edge])
@@ -404,13 +397,13 @@ def draw_face(canvas: np.ndarray, face: np.ndarray) -> np.ndarray:
     height, width = canvas.shape[:2]
     faces = np.asarray(face, dtype=np.float64)
     faces = faces.reshape(-1, faces.shape[-2], 3)
-    present = _present(faces)
-    for marks, points in zip(present, faces):
+    shown = present(faces)
+    for marks, points in zip(shown, faces):
         for ok, (px, py, _) in zip(marks, points):
             if not ok:
                 continue
             x, y = int(px / float(width) * width), int(py / float(height) * height)
-            if x > _EPS and y > _EPS:
+            if x > EDGE_EPS and y > EDGE_EPS:
                 _circle(canvas, x, y, FACE_RADIUS, (255, 255, 255))
     return canvas
 
@@ -428,3 +421,11 @@ def draw_pose_map(width: int, height: int, body: np.ndarray, hands: np.ndarray |
     if face is not None:
         canvas = draw_face(canvas, face)
     return canvas
+
+
+def draw_keypoints(width: int, height: int, keypoints: FrameKeypoints, hands: bool = True, face: bool = True) -> np.ndarray:
+    """The skeleton map of one frame's keypoints, drawn at the track file's precision:
+    (height, width, 3) uint8."""
+    return draw_pose_map(width, height, file_precision(keypoints.body),
+                         hands=file_precision(keypoints.hands) if hands else None,
+                         face=file_precision(keypoints.face) if face else None)

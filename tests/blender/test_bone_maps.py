@@ -8,7 +8,7 @@ import pytest
 from blender_addon.skeleton import bone_maps
 from blender_addon.skeleton.bone_maps import (FORMAT, MIN_BODY_KEYPOINTS, detect_bone_map, find_bone_map, load_bone_map,
                                               parse_bone_map, resolve_bone_map)
-from blender_addon.skeleton.draw import BODY_NAMES
+from aa_contract.keypoints import BODY_NAMES
 from blender_addon.skeleton.errors import BadBoneMap, UnmappedBones
 
 RIGIFY_BODY = ["ORG-upper_arm.L", "ORG-upper_arm.R", "ORG-forearm.L", "ORG-forearm.R", "ORG-hand.L", "ORG-hand.R",

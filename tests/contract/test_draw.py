@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blender_addon.skeleton.draw import HAND_COLORS, HAND_EDGES, draw_pose_map
+from aa_contract.draw import HAND_COLORS, HAND_EDGES, draw_pose_map
 
 
 def _oracle():

@@ -1,0 +1,222 @@
+"""The generation settings, declared once.
+
+Each `Setting` says its name, type, default, range, help text and the message a bad value gets.
+Everything else is derived from `SETTINGS`:
+
+- the add-on's shot properties and panel fields (`blender_addon/properties.py`, `panel.py`);
+- the command-line flags of `aa_engine animate` and of the add-on's command-line render
+  (`add_arguments`);
+- the `job` message's setting fields and their validation (`validate`), and what `accepted`
+  echoes back;
+- the engine's `GenerationConfig` (`aa_engine/config.py`).
+
+A bad value is refused by `validate`, with the same message on every path: the engine's command
+line, a protocol `error` event, and the add-on's panel.
+
+To add a setting: append a `Setting` here (and use it in the engine); the rest follows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import InvalidSetting
+
+SEED_MAX = 2**63 - 1          # numpy/torch generators take a signed 64-bit seed
+MAX_SIDE = 4096               # pixels, either side
+MAX_PIXELS = 2048 * 2048      # width x height: about 7x the released 512x768, already beyond any GPU's memory
+TRAIN_TIMESTEPS = 1000        # the scheduler's training timesteps bound the steps
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting of a generation. `default=None` (width/height) means "the model's native size"."""
+
+    name: str
+    type: type                     # int, float, bool or str
+    default: Any
+    help: str
+    label: str = ""                # the add-on's property name (default: from `name`)
+    minimum: float | None = None
+    maximum: float | None = None
+    multiple_of: int | None = None
+    choices: tuple[str, ...] = ()
+    hint: str = ""                 # what to do when a value is refused
+    # Whether a changed value changes the frames: it is part of the job's fingerprint (resume key).
+    changes_frames: bool = True
+    group: str = "sampling"        # where the panel shows it: size, sampling, context, output
+    # The add-on's property default where `default` cannot be a property value (None = native size).
+    ui_default: Any = None
+    soft_max: float | None = None  # the add-on's slider end
+    # Where the setting appears: a job field and both command lines always; an add-on property
+    # unless the add-on takes it from the scene (fps: the scene's frame rate).
+    addon_property: bool = True
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def ui_label(self) -> str:
+        return self.label or self.name.replace("_", " ").title()
+
+    @property
+    def property_default(self) -> Any:
+        return self.default if self.default is not None else self.ui_default
+
+    def range_text(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        parts = []
+        if self.minimum is not None and self.maximum is not None:
+            parts.append(f"between {_num(self.minimum)} and {_num(self.maximum)}")
+        elif self.minimum is not None:
+            parts.append(f"at least {_num(self.minimum)}")
+        elif self.maximum is not None:
+            parts.append(f"at most {_num(self.maximum)}")
+        if self.multiple_of:
+            parts.append(f"a multiple of {self.multiple_of}")
+        return " and ".join(parts)
+
+
+def _num(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("width", int, None, "frame width in pixels, a multiple of 8 (default: the model's native size)",
+            minimum=8, maximum=MAX_SIDE, multiple_of=8, group="size", ui_default=512, soft_max=2048,
+            hint="The model works on 8x8-pixel latent cells; leave it unset for the model's native size."),
+    Setting("height", int, None, "frame height in pixels, a multiple of 8 (default: the model's native size)",
+            minimum=8, maximum=MAX_SIDE, multiple_of=8, group="size", ui_default=768, soft_max=2048,
+            hint="The model works on 8x8-pixel latent cells; leave it unset for the model's native size."),
+    Setting("steps", int, 30, "denoising steps (more: cleaner, slower; the paper uses 20)",
+            minimum=1, maximum=TRAIN_TIMESTEPS, soft_max=100, hint="30 is the default; 20 is the paper's."),
+    Setting("guidance", float, 3.5, "classifier-free guidance scale, 1 = off",
+            minimum=1.0, maximum=30.0, soft_max=10.0, hint="3.5 is the default; 1 turns guidance off."),
+    Setting("seed", int, 42, "noise seed: the same seed and settings give the same frames",
+            minimum=0, maximum=SEED_MAX, hint="Any whole number from 0 up."),
+    Setting("context_frames", int, 24, "frames denoised together; longer shots use overlapping windows",
+            minimum=1, maximum=32, group="context", hint="24 is the default; the motion modules see at most 32 frames."),
+    Setting("context_overlap", int, 4, "frames shared by neighbouring context windows",
+            label="Overlap", minimum=0, maximum=31, group="context", hint="4 is the default; it must be below context_frames."),
+    Setting("context_loop", bool, False,
+            "let the context windows wrap round from the last frame to the first: a seamless loop for a shot whose "
+            "end leads back into its start (a walk cycle); changes only shots longer than context_frames",
+            label="Seamless Loop", group="context"),
+    Setting("fps", float, 24.0, "frame rate of video.mp4", label="FPS", minimum=0.001, maximum=1000.0,
+            changes_frames=False, group="output", addon_property=False,
+            hint="The add-on uses the scene's frame rate."),
+    Setting("decode_batch", int, 4, "frames per VAE decode call: bounds the decoder's peak memory",
+            minimum=1, maximum=256, changes_frames=False, group="output", hint="4 is the default; lower it if decoding runs out of memory."),
+)
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+NAMES: tuple[str, ...] = tuple(BY_NAME)
+
+
+def defaults() -> dict[str, Any]:
+    return {s.name: s.default for s in SETTINGS}
+
+
+# -- validation ------------------------------------------------------------------------------------
+def _refuse(setting: Setting, message: str) -> InvalidSetting:
+    return InvalidSetting(message, setting.hint, field=setting.name)
+
+
+def check_value(setting: Setting, value: Any) -> Any:
+    """The value, normalised (an int given for a float setting becomes a float); raises
+    InvalidSetting naming the setting."""
+    name = setting.name
+    if value is None and setting.default is None:
+        return None
+    if setting.type is bool:
+        if not isinstance(value, bool):
+            raise _refuse(setting, f"'{name}' must be true or false (got {value!r}).")
+        return value
+    if setting.type is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _refuse(setting, f"'{name}' must be a whole number (got {value!r}).")
+    elif setting.type is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _refuse(setting, f"'{name}' must be a number (got {value!r}).")
+        if not math.isfinite(value):
+            raise _refuse(setting, f"'{name}' must be a finite number (got {value!r}).")
+        value = float(value)
+    elif setting.type is str:
+        if not isinstance(value, str):
+            raise _refuse(setting, f"'{name}' must be a string (got {value!r}).")
+    if setting.choices and value not in setting.choices:
+        raise _refuse(setting, f"'{name}' must be {setting.range_text()} (got {value!r}).")
+    low, high = setting.minimum, setting.maximum
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise _refuse(setting, f"'{name}' must be {setting.range_text()} (got {value!r}).")
+    step = setting.multiple_of
+    if step and value % step:
+        below = value // step * step
+        nearest = f"{below} or {below + step}" if below >= (low or step) else str(below + step)
+        raise _refuse(setting, f"'{name}' must be a multiple of {step} (got {value!r}): use {nearest}.")
+    return value
+
+
+def validate(values: dict[str, Any], *, fill_defaults: bool = True) -> dict[str, Any]:
+    """Check a dict of settings; returns them normalised, with the defaults filled in for those
+    not given (unless fill_defaults is False). Keys that are not settings are ignored here (the
+    protocol reports them as warnings). Raises InvalidSetting naming the first bad setting."""
+    out = defaults() if fill_defaults else {}
+    for name, value in values.items():
+        if name in BY_NAME:
+            out[name] = check_value(BY_NAME[name], value)
+    _check_together(out)
+    return out
+
+
+def _check_together(values: dict[str, Any]) -> None:
+    """The checks that involve two settings."""
+    frames, overlap = values.get("context_frames"), values.get("context_overlap")
+    if frames is not None and overlap is not None and overlap >= frames:
+        raise InvalidSetting(
+            f"'context_overlap' must be below context_frames (got {overlap} with context_frames={frames}).",
+            BY_NAME["context_overlap"].hint, field="context_overlap")
+    width, height = values.get("width"), values.get("height")
+    if width is not None and height is not None and width * height > MAX_PIXELS:
+        raise InvalidSetting(
+            f"{width}x{height} is {width * height} pixels; the limit is {MAX_PIXELS} (2048x2048).",
+            "Render smaller and upscale the frames afterwards.", field="width")
+
+
+def check_window(values: dict[str, Any], max_context_frames: int) -> None:
+    """The model-dependent check: the window must fit the motion modules' position table."""
+    frames = values.get("context_frames")
+    if frames is not None and frames > max_context_frames:
+        raise InvalidSetting(
+            f"'context_frames' is {frames}, but this model's motion modules see at most {max_context_frames} frames.",
+            f"Use at most {max_context_frames}; longer videos are handled by overlapping windows.", field="context_frames")
+
+
+def fingerprint_values(values: dict[str, Any]) -> dict[str, Any]:
+    """The settings that change the frames: the part of a job's identity they contribute."""
+    return {k: v for k, v in values.items() if k in BY_NAME and BY_NAME[k].changes_frames}
+
+
+# -- command lines ---------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser, *, with_defaults: bool = True) -> None:
+    """One flag per setting (`--context-frames`, `--context-loop/--no-context-loop`). With
+    with_defaults the declared defaults apply (the engine's `animate`); without, every flag
+    defaults to None, meaning "keep the value saved in the .blend" (the add-on's render)."""
+    group = parser.add_argument_group("generation settings")
+    for s in SETTINGS:
+        default = s.default if with_defaults else None
+        shown = f" (default {_num(s.default)})" if with_defaults and s.default is not None else ""
+        if s.type is bool:
+            group.add_argument(s.flag, dest=s.name, action=argparse.BooleanOptionalAction, default=default, help=s.help + shown)
+        else:
+            group.add_argument(s.flag, dest=s.name, type=s.type, default=default, metavar=s.name.upper(),
+                               choices=s.choices or None, help=s.help + shown)
+
+
+def from_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on a command line (those left at None are omitted)."""
+    return {s.name: getattr(args, s.name) for s in SETTINGS if getattr(args, s.name, None) is not None}
