@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from aa_engine.config import GenerationConfig
-from aa_engine.errors import BadRequest, Cancelled
+from aa_engine.errors import Cancelled, InvalidSetting
 from aa_engine.pipeline import AnimateAnyonePipeline
 
 from conftest import random_image
@@ -141,7 +141,7 @@ def test_context_loop_must_be_a_boolean_in_a_job():
 
     job = {"type": "job", "id": "j", "reference": "r.png", "poses": "p", "output": "o"}
     assert JobSpec.from_message({**job, "context_loop": True}).config.context_loop is True
-    with pytest.raises(BadRequest, match="context_loop"):
+    with pytest.raises(InvalidSetting, match="context_loop"):
         JobSpec.from_message({**job, "context_loop": "yes"})
 
 
@@ -154,14 +154,17 @@ def test_long_video_runs_through_several_windows(tiny_model, reference_image, po
 @pytest.mark.parametrize("width, height", [(60, 64), (64, 100), (0, 64)])
 def test_sizes_must_be_multiples_of_8(tiny_model, reference_image, pose_images, width, height):
     pipe = AnimateAnyonePipeline(tiny_model)
-    with pytest.raises(BadRequest, match="multiple of 8"):
+    with pytest.raises(InvalidSetting, match="multiple of 8"):
         pipe(reference_image, pose_images[:2], GenerationConfig(width=width, height=height, steps=1))
 
 
 def test_context_longer_than_the_position_table_is_refused(tiny_model, reference_image, pose_images):
     pipe = AnimateAnyonePipeline(tiny_model)
-    with pytest.raises(BadRequest, match="32 frames"):
+    with pytest.raises(InvalidSetting, match="between 1 and 32"):
         pipe(reference_image, pose_images[:2], GenerationConfig(width=64, height=64, steps=1, context_frames=40))
+    tiny_model.config.motion_module.max_frames = 16  # a model whose position table is shorter than the contract's bound
+    with pytest.raises(InvalidSetting, match="at most 16 frames"):
+        pipe(reference_image, pose_images[:2], GenerationConfig(width=64, height=64, steps=1, context_frames=24))
 
 
 def test_cancel_stops_within_one_step(tiny_model, reference_image, pose_images):
