@@ -25,7 +25,7 @@ from aa_contract import settings as contract_settings
 from aa_contract.keypoints import KeypointTrack
 from aa_engine import __version__
 from aa_engine.config import GenerationConfig
-from aa_engine.errors import BadRequest, EngineError, InputError, OutOfMemory, OutputError
+from aa_engine.errors import EngineError, InputError, OutOfMemory, OutputError
 from aa_engine.pipeline import AnimateAnyonePipeline, Progress
 
 log = logging.getLogger(__name__)

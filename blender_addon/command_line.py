@@ -4,6 +4,8 @@ With Blender (render farms):
     blender -b shot.blend --python blender_addon/command_line.py -- --weights random-tiny --save out.blend
 With the bpy module (tests, scripts):
     python -m blender_addon.command_line shot.blend --weights random-tiny --save out.blend
+The scene's shot list (docs/addon.md, "Shots"): `--shot NAME` renders one shot of it, `--all-shots`
+every shot, one after another through one engine, each into a new version folder.
 
 Exit status: 0 done, 2 an error the user can fix (printed as `error:` / `hint:` lines), 1 a bug.
 """
@@ -35,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end", type=int, help="last frame (default: the scene's)")
     p.add_argument("--render-size", action="store_true", help="generate at the scene's render resolution (rounded to multiples of 8) instead of the model's native size")
     p.add_argument("--output", help="folder for the shot folder (default: the shot settings', //animate_anyone/)")
-    p.add_argument("--shot", help="shot name (default: the scene's name)")
+    p.add_argument("--shot", help="the shot of the scene's shot list to render; without a shot list: the single shot's name (default: the scene's name)")
+    p.add_argument("--all-shots", action="store_true", help="render every shot of the scene's shot list, one after another through one engine")
     p.add_argument("--skeleton-strip", action="store_true", help="also import the skeleton maps as a second strip")
     p.add_argument("--match-scene", action="store_true", help="set the scene's render size to the frames' size")
     p.add_argument("--engine-python", help="the engine environment's python (default: preferences, then $AA_ENGINE_PYTHON)")
@@ -101,7 +104,7 @@ def apply_arguments(scene, args) -> None:
             setattr(s, name, value)
     if args.output:
         s.output_dir = args.output
-    if args.shot:
+    if args.shot and not len(s.shots):
         s.shot_name = args.shot
     if args.skeleton_strip:
         s.import_pose_preview = True
@@ -111,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     import bpy
 
     from . import runtime, vse
-    from .errors import AddonError, UserError
+    from .errors import UserError
     from .render_shot import render_blocking
 
     args = build_parser().parse_args(_argv() if argv is None else argv)
@@ -130,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         apply_arguments(scene, args)
         overrides = {"python": args.engine_python, "weights": args.weights, "device": args.device, "dtype": args.dtype, "address": args.engine_address}
+        if args.all_shots or (args.shot and len(scene.animate_anyone.shots)):
+            from .render_shot import render_shot_list
+
+            return render_shot_list(bpy.context, scene, args, overrides)
         task, strip = render_blocking(bpy.context, scene, overrides, echo=lambda line: print(line, flush=True))
         if args.match_scene:
             w, h = vse.match_scene_to_frames(scene, task.progress.frames)

@@ -1,5 +1,5 @@
 """State that lives as long as Blender runs, not in the .blend: the engine process (kept alive
-between jobs so weights load once), the render task per scene, and the status of the
+between jobs so weights load once), the render task per scene, the render queue, and the status of the
 "Check Engine" and "Set Up Engine Environment" buttons. No bpy here.
 """
 
@@ -10,12 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .engine_client import EngineProcess, EngineSettings, RemoteEngine, check_interpreter
-from .errors import AddonError, UserError
+from .errors import UserError
+from .render_queue import RenderQueue
 from .render_task import JobProgress, RenderTask
 
 _engine: EngineProcess | None = None
-tasks: dict[str, RenderTask] = {}  # scene name -> its latest render task
+tasks: dict[str, RenderTask] = {}  # scene name -> its latest render task (the Render button)
 status: dict[str, JobProgress] = {}  # scene name -> what the panel shows (also failures before a task exists)
+queue = RenderQueue()  # the shots queued with 'Render All Shots' / 'Render Selected Shots'
 
 
 def engine_for(settings: EngineSettings, log_path: str | Path | None = None) -> EngineProcess:
@@ -44,7 +46,8 @@ def shutdown_engine() -> None:
 
 
 def busy() -> bool:
-    return any(not t.progress.finished for t in tasks.values())
+    """A render runs or the queue has work left (one job at a time through the one engine)."""
+    return any(not t.progress.finished for t in tasks.values()) or queue.active
 
 
 @dataclass
@@ -127,6 +130,8 @@ def cancel_tasks() -> None:
             task.cancel()
     tasks.clear()
     status.clear()
+    queue.cancel_all()
+    queue.entries.clear()
 
 
 def reset() -> None:

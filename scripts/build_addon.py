@@ -2,8 +2,10 @@
 
     python scripts/build_addon.py [--out dist/] [--validate]
 
-The zip holds blender_addon/ at its root (manifest, modules, skeleton/) plus the bone maps from
-rigs/bone_maps/*.json as skeleton/bone_maps/. Install it with Blender's
+The zip holds blender_addon/ at its root (manifest, modules, skeleton/), the contract package
+aa_contract/ inside it (an installed extension cannot import a top-level package of ours; the
+add-on's contract.py finds it there), plus the bone maps from rigs/bone_maps/*.json as
+skeleton/bone_maps/. Install it with Blender's
 Edit > Preferences > Get Extensions > Install from Disk, or `blender --command extension install-file`.
 --validate also runs the validator shipped with Blender (blender_ext.py from the bpy wheel of the
 running interpreter, or the path given with --blender-ext).
@@ -20,6 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "blender_addon"
+CONTRACT = ROOT / "aa_contract"
 BONE_MAPS = ROOT / "rigs" / "bone_maps"
 EXCLUDE_DIRS = {"__pycache__", ".pytest_cache"}
 EXCLUDE_SUFFIXES = {".pyc", ".pyo", ".blend1"}
@@ -33,6 +36,8 @@ def package_files() -> list[tuple[Path, str]]:
         if path.is_dir() or EXCLUDE_DIRS & set(rel.parts) or path.suffix in EXCLUDE_SUFFIXES:
             continue
         files.append((path, rel.as_posix()))
+    for path in sorted(CONTRACT.glob("*.py")):
+        files.append((path, f"aa_contract/{path.name}"))
     names = {name for _, name in files}
     for path in sorted(BONE_MAPS.glob("*.json")) if BONE_MAPS.is_dir() else []:
         name = f"skeleton/bone_maps/{path.name}"

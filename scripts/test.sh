@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from nothing: creates the environments (scripts/setup_env.sh) and runs
-#   tests/engine  in the engine env (torch CPU + diffusers)
+#   ruff check    (the lint configuration is in pyproject.toml)
+#   tests/contract and tests/engine in the engine env (torch CPU + diffusers)
 #   tests/blender in real Blender (bpy 5.0.1 and bpy 4.2 LTS), each its own env.
 # Extra arguments go to every pytest run (e.g. -k cancel, -x).
 # AA_BLENDER_LINES="5.0" limits the Blender lines (default: "5.0 4.2").
@@ -12,8 +13,10 @@ rm -rf "$results"; mkdir -p "$results"
 status=0
 
 engine="$(bash scripts/setup_env.sh engine)" || { echo "engine environment setup failed" >&2; exit 1; }
-echo "== engine tests ($engine)"
-"$engine/bin/python" -m pytest tests/engine -q -p no:cacheprovider --junitxml="$results/engine.xml" "$@" || status=1
+echo "== lint (ruff check)"
+"$engine/bin/ruff" check . || status=1
+echo "== contract and engine tests ($engine)"
+"$engine/bin/python" -m pytest tests/contract tests/engine -q -p no:cacheprovider --junitxml="$results/engine.xml" "$@" || status=1
 
 if [ -d tests/blender ] && ls tests/blender/test_*.py >/dev/null 2>&1; then
   for line in ${AA_BLENDER_LINES:-5.0 4.2}; do

@@ -9,7 +9,7 @@ from __future__ import annotations
 # The add-on's error base and its scene errors (bpy-free too): one hierarchy for the whole add-on,
 # so every pose-export error is an AddonError the operators and the command line already report.
 from ..contract import errors as _contract_errors
-from ..errors import AddonError, NoArmature, NoCamera
+from ..errors import AddonError, NoArmature, NoCamera  # noqa: F401 - NoArmature, NoCamera: re-exported for the export
 
 
 class PoseExportError(AddonError):

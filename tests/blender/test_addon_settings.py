@@ -62,8 +62,9 @@ def test_a_bad_value_is_refused_with_the_contracts_message(tmp_path, name, value
         settings.validate({name: value, **({"context_frames": 24} if name == "context_overlap" else {})})
     with addon_enabled():
         scene = simple_shot_scene(tmp_path)
-        with pytest.raises(InvalidSetting) as by_cli:
+        with pytest.raises(InvalidSetting) as by_cli:  # refused as given, or (overlap vs window) when planned
             apply_arguments(scene, build_parser().parse_args([settings.BY_NAME[name].flag, str(value)]))
+            plan_shot(scene)
         assert by_cli.value.message == direct.value.message
         if name == "context_overlap":  # within the property's range, refused together with context_frames
             scene.animate_anyone.context_overlap = value
