@@ -1,7 +1,13 @@
-"""The shot settings stored in the .blend (`scene.animate_anyone`)."""
+"""The shot settings stored in the .blend (`scene.animate_anyone`).
+
+`scene.animate_anyone` holds the scene's default shot settings (the single-shot workflow renders
+them as they are) and the shot list (`shots`, `shot_index`): each shot has its frame range,
+camera, armature, reference, seed, its own copy of the generation settings with an override flag
+per group, and its versions."""
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+from bpy.types import PropertyGroup
 
 from .contract import settings as contract_settings
 
@@ -16,7 +22,7 @@ def _is_armature(self, obj):
     return obj.type == 'ARMATURE'
 
 
-class AnimateAnyoneShotSettings(bpy.types.PropertyGroup):
+class AnimateAnyoneShotSettings(PropertyGroup):
     shot_name: StringProperty(name="Shot", description="Name of the shot's folder and strip (default: the scene's name)", default="")
     reference_source: EnumProperty(
         name="Reference",
@@ -57,8 +63,14 @@ class AnimateAnyoneShotSettings(bpy.types.PropertyGroup):
     # The generation settings (steps, guidance, seed, context window, width/height...) are added
     # below from the contract's declaration: aa_contract/settings.py.
 
-    output_dir: StringProperty(name="Output", description="Folder for the shot folders (// = next to the .blend)", subtype='DIR_PATH', default="//animate_anyone/", options=_BLEND_RELATIVE)
+    output_dir: StringProperty(name="Output", description="Folder for the shot folders, each holding its versions v001, v002... (// = next to the .blend)",
+                               subtype='DIR_PATH', default="//aa_renders/", options=_BLEND_RELATIVE)
     import_pose_preview: BoolProperty(name="Skeleton Preview Strip", description="Also import the skeleton maps as a second strip", default=False)
+    write_skeleton_maps: BoolProperty(
+        name="Write Skeleton Maps",
+        description="Also write the skeleton maps as PNGs next to the keypoint track (poses/pose_00001.png...), for other tools. "
+                    "The engine draws its own from the track; the Skeleton Preview Strip writes them too",
+        default=False)
 
 
 def setting_property(setting):
@@ -81,12 +93,72 @@ def setting_property(setting):
     return StringProperty(**common)
 
 
-for _setting in contract_settings.SETTINGS:
-    if _setting.addon_property:
-        AnimateAnyoneShotSettings.__annotations__[_setting.name] = setting_property(_setting)
+def add_setting_properties(cls) -> None:
+    """Give a PropertyGroup one property per contract setting the add-on shows (same name, label,
+    help, default and range: declared once, in aa_contract/settings.py)."""
+    for setting in contract_settings.SETTINGS:
+        if setting.addon_property:
+            cls.__annotations__[setting.name] = setting_property(setting)
 
 
-classes = (AnimateAnyoneShotSettings,)
+add_setting_properties(AnimateAnyoneShotSettings)
+
+# The groups of contract settings a shot of the shot list can override (the rest of a shot's
+# settings come from the scene's, above). The seed is always the shot's own.
+OVERRIDE_GROUPS = ("size", "sampling", "context", "output")
+
+
+def _is_camera(self, obj):
+    return obj.type == 'CAMERA'
+
+
+def _version_picked(self, context):
+    # The version picker: the shot's strip shows the picked version (same place and channel).
+    from . import versions
+
+    versions.on_version_picked(self, context)
+
+
+class AnimateAnyoneVersion(PropertyGroup):
+    """One version (take) of a shot: the folder <output>/<shot>/vNNN (name = "v001")."""
+
+    state: StringProperty(name="State", description="rendering, done, failed or cancelled (from the version's version.json)", default="")
+    seed: IntProperty(name="Seed", default=0)
+    summary: StringProperty(name="Summary", description="The version's settings in one line", default="")
+
+
+class AnimateAnyoneShot(PropertyGroup):
+    """One shot of the scene's shot list (`name` = the shot's name: its folder and strip)."""
+
+    selected: BoolProperty(name="Selected", description="Render this shot with 'Render Selected'", default=True)
+    frame_start: IntProperty(name="Start", description="The shot's first frame", default=1, min=0)
+    frame_end: IntProperty(name="End", description="The shot's last frame", default=24, min=0)
+    camera: PointerProperty(name="Camera", description="The camera the skeleton is seen through (empty: the scene camera at the shot's frames)", type=bpy.types.Object, poll=_is_camera)
+    armature: PointerProperty(name="Armature", description="The rig to follow (empty: the scene's default)", type=bpy.types.Object, poll=_is_armature)
+    reference_source: EnumProperty(
+        name="Reference",
+        items=[('DEFAULT', "Scene's", "The reference of the scene's default settings"),
+               ('FILE', "File", "A PNG or JPG file on disk"), ('IMAGE', "Image", "An image datablock in this file")],
+        default='DEFAULT',
+    )
+    reference_path: StringProperty(name="Reference Image", description="This shot's character: one image, full body", subtype='FILE_PATH', default="", options=_BLEND_RELATIVE)
+    reference_image: PointerProperty(name="Reference Image", type=bpy.types.Image)
+    versions: CollectionProperty(type=AnimateAnyoneVersion)
+    version_index: IntProperty(name="Version", description="The version the shot's strip shows", default=0, min=0, update=_version_picked)
+
+
+for _group in OVERRIDE_GROUPS:
+    AnimateAnyoneShot.__annotations__[f"override_{_group}"] = BoolProperty(
+        name=f"Override {_group.capitalize()}", description=f"This shot has its own {_group} settings (off: the scene's)", default=False)
+# The shot's own values of the settings (used where its group is overridden; the seed always).
+add_setting_properties(AnimateAnyoneShot)
+
+# The shot list and the active shot live with the scene's default settings.
+AnimateAnyoneShotSettings.__annotations__["shots"] = CollectionProperty(type=AnimateAnyoneShot)
+AnimateAnyoneShotSettings.__annotations__["shot_index"] = IntProperty(name="Active Shot", default=0, min=0)
+
+
+classes = (AnimateAnyoneVersion, AnimateAnyoneShot, AnimateAnyoneShotSettings)
 
 
 def register():

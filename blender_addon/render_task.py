@@ -43,6 +43,7 @@ class JobProgress:
     error: AddonError | None = None
     settings: dict = field(default_factory=dict)   # what the engine runs the job with (`accepted`)
     warnings: list[str] = field(default_factory=list)  # the engine's and the add-on's notes on the job
+    latest_frame: str = ""  # the last frame written (the panel's live preview)
 
     @property
     def finished(self) -> bool:
@@ -86,6 +87,13 @@ def frames_on_disk(folder: str | Path) -> list[Path]:
     return sorted(folder.glob(FRAME_GLOB)) if folder.is_dir() else []
 
 
+def _pose_frames(job: dict) -> int:
+    """The job's frame count as far as the message tells it (a track given by path: 0 until the
+    engine's `accepted` says)."""
+    poses, track = job.get("poses"), job.get("keypoints")
+    return len(poses) if isinstance(poses, list) else len(track.get("frames") or []) if isinstance(track, dict) else 0
+
+
 class RenderTask:
     """Drive one `job` message through an engine (started or already serving)."""
 
@@ -94,7 +102,7 @@ class RenderTask:
         self.job = job
         self.job_id = job["id"]
         self.output = Path(job["output"])
-        self.progress = JobProgress(state="starting", output=str(self.output), frames_total=len(job["poses"]) if isinstance(job["poses"], list) else 0)
+        self.progress = JobProgress(state="starting", output=str(self.output), frames_total=_pose_frames(job))
         self._started = time.monotonic()
         self._sent = False
         self._resend_at: float | None = None  # after a `busy` answer (the previous job still winding down)
@@ -180,6 +188,7 @@ class RenderTask:
             p.eta_s = event.get("eta_s")
         elif kind == "frame":
             p.frames_done = max(p.frames_done, event.get("index", 0))
+            p.latest_frame = str(event.get("path") or p.latest_frame)
         elif kind == "done":
             p.state = "done"
             p.frames = [str(f) for f in frames_on_disk(self.output)]

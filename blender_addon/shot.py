@@ -20,7 +20,7 @@ from .errors import AddonError, FrameRangeError, NoArmature, NoCamera, OutputFol
 if TYPE_CHECKING:
     from .skeleton.export import RescaleTo
 
-DEFAULT_OUTPUT = "//animate_anyone/"
+DEFAULT_OUTPUT = "//aa_renders/"
 
 
 @dataclass
@@ -41,8 +41,10 @@ class ShotPlan:
     # then only the keypoints' pixel grid, which the engine scales).
     settings: dict = field(default_factory=contract.settings.defaults)
     rescale: RescaleTo | None = None   # pose rescaling to the reference character (docs/pose_rescaling.md)
+    camera_name: str = ""   # a shot of the shot list seen through its own camera; "" = the scene camera per frame
     notes: list[str] = field(default_factory=list)
-    pose_paths: list[str] = field(default_factory=list)
+    keypoints_path: str = ""   # the exported keypoint track: the job's pose input (the engine draws the maps)
+    pose_paths: list[str] = field(default_factory=list)   # skeleton maps, only when asked for (preview strip, other tools)
 
     @property
     def frame_count(self) -> int:
@@ -61,13 +63,18 @@ class ShotPlan:
         return f"AA {self.shot_name}"
 
     def job(self, video: bool = True) -> dict:
-        """The protocol's `job` message (docs/protocol.md)."""
-        if not self.pose_paths:
-            raise AddonError("The skeleton maps have not been written yet.", "This is a bug: export the poses before sending the job.")
+        """The protocol's `job` message (docs/protocol.md): the poses as the keypoint track, or as
+        skeleton maps for a plan that has only those."""
+        if self.keypoints_path:
+            poses = {"keypoints": str(self.keypoints_path)}
+        elif self.pose_paths:
+            poses = {"poses": list(self.pose_paths)}
+        else:
+            raise AddonError("The poses have not been exported yet.", "This is a bug: export the poses before sending the job.")
         settings = {k: v for k, v in self.settings.items() if v is not None}
         return {
             "type": "job", "id": f"{self.shot_name}-{time.time_ns() // 1_000_000}",
-            "reference": str(self.reference), "poses": list(self.pose_paths), "output": str(self.frames_dir),
+            "reference": str(self.reference), **poses, "output": str(self.frames_dir),
             **settings, "video": video,
         }
 
@@ -216,7 +223,10 @@ def shot_rescale(settings) -> RescaleTo | None:
 def plan_shot(scene, context=None, settings=None) -> ShotPlan:
     """Check the scene and settings; returns a ShotPlan (nothing exported yet)."""
     settings = settings or scene.animate_anyone
-    if scene.camera is None:
+    camera = getattr(settings, "camera", None)  # a shot of the shot list may name its camera
+    if camera is not None and camera.name not in scene.objects:
+        raise NoCamera(f"The shot's camera '{camera.name}' is not in scene '{scene.name}'.", "Pick a camera of this scene in the shot's 'Camera'.")
+    if scene.camera is None and camera is None:
         raise NoCamera(
             f"Scene '{scene.name}' has no active camera.",
             "The skeleton maps show the rig as the camera sees it: add a camera and set it as the scene camera (Scene properties > Camera).",
@@ -234,22 +244,27 @@ def plan_shot(scene, context=None, settings=None) -> ShotPlan:
         scene_name=scene.name, shot_name=shot_name, armature_name=armature.name, frame_start=start, frame_end=end,
         width=width, height=height, reference=reference, shot_dir=shot_dir,
         settings=shot_settings(scene, settings, width, height), rescale=rescale,
-        notes=[n for n in (res_note, out_note) if n],
+        notes=[n for n in (res_note, out_note) if n], camera_name=camera.name if camera is not None else "",
     )
 
 
 def export_poses(scene, plan: ShotPlan, settings=None, progress=None) -> list[str]:
-    """Write the skeleton maps and keypoint track into plan.poses_dir (rescaled to the reference
-    character when plan.rescale says so); fills plan.pose_paths."""
+    """Write the keypoint track (the job's input) into plan.poses_dir, rescaled to the reference
+    character when plan.rescale says so; the skeleton maps too when the scene asks for them
+    ('Write Skeleton Maps', or the 'Skeleton Preview Strip' that shows them). Fills
+    plan.keypoints_path and plan.pose_paths (the maps; empty without them); returns the maps."""
     from .skeleton import export as skeleton_export
 
     settings = settings or scene.animate_anyone
-    armature = scene.objects[plan.armature_name]
-    result = skeleton_export.export_shot(
-        scene, armature, str(plan.poses_dir), plan.frame_start, plan.frame_end, plan.width, plan.height,
-        bone_map=settings.bone_map or None, hands=settings.hands, face=settings.face, progress=progress,
-        rescale=plan.rescale,
+    scene_settings = scene.animate_anyone
+    request = skeleton_export.ExportRequest(
+        scene, scene.objects[plan.armature_name], str(plan.poses_dir), plan.frame_start, plan.frame_end, plan.width, plan.height,
+        bone_map=settings.bone_map or None, hands=settings.hands, face=settings.face, rescale=plan.rescale,
+        camera=scene.objects[plan.camera_name] if plan.camera_name else None,
+        write_maps=scene_settings.write_skeleton_maps or scene_settings.import_pose_preview,
     )
+    result = skeleton_export.export_shot(request, progress=progress)
+    plan.keypoints_path = str(result.track_path)
     plan.pose_paths = [str(p) for p in result.map_paths]
     plan.notes.extend(getattr(result, "notes", []))
     missing = getattr(result, "missing_keypoints", None)

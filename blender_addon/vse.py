@@ -71,6 +71,53 @@ def import_image_sequence(scene, frames: list[str | Path], frame_start: int, nam
     return strip
 
 
+def blend_relative(folder: str | Path) -> str:
+    """The folder as Blender stores it in a strip: relative to the .blend ("//...") when the
+    .blend is saved and Blender can express it so (same drive), else absolute. Ends with a separator."""
+    folder = str(folder)
+    if bpy.data.filepath:
+        try:
+            folder = bpy.path.relpath(folder)
+        except ValueError:  # another drive (Windows): absolute it stays
+            pass
+    return folder.rstrip("/\\") + "/"
+
+
+def find_strip(scene, name: str):
+    editor = scene.sequence_editor
+    return all_strips(editor).get(name) if editor is not None else None
+
+
+def show_frames(scene, name: str, frames: list[str | Path], frame_start: int, lowest_channel: int = 1):
+    """The strip `name` shows `frames` (one folder, in order): a strip of that name is changed in
+    place (same place, channel and strip settings: switching a shot's version, or a live strip
+    growing as frames arrive); otherwise one is added at `frame_start` on the lowest free channel.
+    The folder is stored relative to the .blend where possible. Returns the strip."""
+    if not frames:
+        raise ValueError("no frames to show")
+    frames = [Path(f) for f in frames]
+    folder = frames[0].parent
+    if any(f.parent != folder for f in frames):
+        raise ValueError("the frames of one strip must share one folder")
+    strip = find_strip(scene, name)
+    if strip is None or strip.type != 'IMAGE':
+        if strip is not None:
+            strips_of(scene.sequence_editor).remove(strip)
+        strip = import_image_sequence(scene, frames, frame_start, name, lowest_channel)
+    else:
+        elements = strip.elements
+        while len(elements) > len(frames):
+            elements.pop(len(elements) - 1)
+        for element, frame in zip(elements, frames):
+            element.filename = frame.name
+        for frame in frames[len(elements):]:
+            elements.append(frame.name)
+        if strip.frame_final_duration != len(frames):
+            strip.frame_final_duration = len(frames)
+    strip.directory = blend_relative(folder)
+    return strip
+
+
 def frame_size(path: str | Path) -> tuple[int, int]:
     image = bpy.data.images.load(str(path), check_existing=False)
     try:

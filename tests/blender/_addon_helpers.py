@@ -155,3 +155,25 @@ def job_message(tmp_path: Path, count: int = 4, width: int = 64, height: int = 6
            "context_frames": 8, "context_overlap": 2}
     job.update(extra)
     return job
+
+
+def marker_scene(tmp_path: Path, ranges=((1, 2), (3, 4), (5, 6)), width: int = 32, height: int = 48):
+    """`simple_shot_scene` over all `ranges`, plus one camera and one camera-bound marker per
+    range (marker `Shot N` at the range's first frame, its camera a little further each time)."""
+    import bpy
+
+    scene = simple_shot_scene(tmp_path, frames=ranges[-1][1], width=width, height=height)
+    scene.frame_start = ranges[0][0]
+    for n, (start, _end) in enumerate(ranges, start=1):
+        cam = bpy.data.objects.new(f"Cam {n}", bpy.data.cameras.new(f"Cam {n}"))
+        scene.collection.objects.link(cam)
+        cam.location = (0.0, -6.0 - 0.5 * n, 1.0)
+        cam.rotation_euler = (1.5708, 0.0, 0.0)
+        marker = scene.timeline_markers.new(f"Shot {n}", frame=start)
+        marker.camera = cam
+    return scene
+
+
+def tree_bytes(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` (relative path -> bytes): to show a folder is untouched."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
