@@ -220,3 +220,38 @@ def add_arguments(parser: argparse.ArgumentParser, *, with_defaults: bool = True
 def from_arguments(args: argparse.Namespace) -> dict[str, Any]:
     """The settings given on a command line (those left at None are omitted)."""
     return {s.name: getattr(args, s.name) for s in SETTINGS if getattr(args, s.name, None) is not None}
+
+
+# -- documentation -------------------------------------------------------------------------------
+def markdown_table() -> str:
+    """The settings as a markdown table (docs/settings.md holds its output; a test keeps them equal)."""
+    rows = ["| setting | job field | command-line flag | type | default | range | what it does |",
+            "|---|---|---|---|---|---|---|"]
+    for s in SETTINGS:
+        default = "model's native size" if s.default is None else repr(s.default).lower() if s.type is bool else _num(s.default)
+        flag = f"`{s.flag}` / `--no-{s.flag[2:]}`" if s.type is bool else f"`{s.flag}`"
+        rows.append(f"| {s.ui_label} | `{s.name}` | {flag} | {s.type.__name__} | {default} | {s.range_text() or '-'} | {s.help} |")
+    return "\n".join(rows) + "\n"
+
+
+DOC_BEGIN, DOC_END = "<!-- settings table: begin -->", "<!-- settings table: end -->"
+
+
+def with_table(document: str) -> str:
+    """The document with the table between its markers replaced by today's declaration."""
+    head, _, rest = document.partition(DOC_BEGIN)
+    _, _, tail = rest.partition(DOC_END)
+    return f"{head}{DOC_BEGIN}\n{markdown_table()}{DOC_END}{tail}"
+
+
+if __name__ == "__main__":
+    # python -m aa_contract.settings              print the table
+    # python -m aa_contract.settings docs/settings.md   rewrite the table in that document
+    import sys
+    from pathlib import Path
+
+    if len(sys.argv) > 1:
+        doc = Path(sys.argv[1])
+        doc.write_text(with_table(doc.read_text(encoding="utf-8")), encoding="utf-8")
+    else:
+        print(markdown_table(), end="")

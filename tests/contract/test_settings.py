@@ -122,3 +122,8 @@ def test_a_job_needs_exactly_one_of_poses_and_keypoints():
     no_poses = {k: v for k, v in JOB.items() if k != "poses"}
     with pytest.raises(InvalidSetting, match="exactly one"):
         protocol.parse_job(no_poses)
+
+
+def test_the_settings_document_shows_todays_declaration():
+    doc = (ROOT / "docs" / "settings.md").read_text(encoding="utf-8")
+    assert settings.with_table(doc) == doc, "docs/settings.md is stale: run `python -m aa_contract.settings docs/settings.md`"

@@ -1,8 +1,12 @@
-"""The `serve` protocol through a real engine subprocess (docs/protocol.md)."""
+"""The `serve` protocol through a real engine subprocess (docs/protocol.md).
+
+The module shares one engine; every test reads only the events of what it sent, so the tests pass
+in any order (the hello is read by the fixture)."""
 
 import pytest
 from PIL import Image
 
+from aa_contract.protocol import PROTOCOL_VERSION
 from conftest import EXAMPLES
 from engine_process import EngineProcess
 
@@ -18,15 +22,29 @@ def _job(job_id, out, **knobs):
 @pytest.fixture(scope="module")
 def engine():
     process = EngineProcess("--weights", "random-tiny")
+    process.hello = process.next()
     yield process
     process.close()
 
 
 def test_hello_comes_first_and_describes_the_engine(engine):
-    hello = engine.next()
-    assert hello["type"] == "hello" and hello["protocol"] == 1
+    hello = engine.hello
+    assert hello["type"] == "hello" and hello["protocol"] == PROTOCOL_VERSION
     assert hello["device"] == "cpu" and hello["dtype"] == "float32"
     assert hello["weights"]["kind"] == "random-tiny"
+    assert hello["native_size"] == [64, 64] and hello["max_context_frames"] == 32
+
+
+def test_accepted_echoes_the_settings_it_runs_with_and_warns_of_unknown_fields(engine, tmp_path):
+    job = _job("echo", tmp_path / "echo", steps=1, sampler="unipc")
+    del job["width"], job["height"]  # the model's native size is filled in
+    engine.send(job)
+    messages = engine.until("done")
+    accepted = messages[0]
+    assert accepted["type"] == "accepted"
+    assert accepted["settings"] == {"width": 64, "height": 64, "steps": 1, "guidance": 3.5, "seed": 42, "context_frames": 24,
+                                    "context_overlap": 4, "context_loop": False, "fps": 24.0, "decode_batch": 4}
+    assert len(accepted["warnings"]) == 1 and "sampler" in accepted["warnings"][0]
 
 
 def test_job_gives_progress_frames_and_done(engine, tmp_path):
@@ -51,7 +69,7 @@ def test_garbage_lines_get_errors_and_the_engine_keeps_serving(engine):
     assert engine.next()["code"] == "bad_request"
     engine.send({"type": "job", "id": "x"})
     error = engine.next()
-    assert error["id"] == "x" and "reference" in error["message"]
+    assert error["id"] == "x" and "reference" in error["message"] and error["field"] == "reference"
     engine.send({"type": "ping"})
     assert engine.next()["type"] == "pong"
 
@@ -82,9 +100,17 @@ def test_second_job_runs_without_reloading_and_the_stream_is_pure_protocol(engin
     messages = engine.until("done")
     assert not [m for m in messages if m["type"] == "hello"]  # weights were not loaded again
     assert len([m for m in messages if m["type"] == "frame"]) == 10
-    engine.send({"type": "shutdown"})
-    assert engine.until("bye")[-1]["type"] == "bye"
-    assert engine.proc.wait(timeout=30) == 0
+
+
+def test_shutdown_answers_bye_and_exits_0():
+    process = EngineProcess("--weights", "random-tiny")
+    try:
+        assert process.next()["type"] == "hello"
+        process.send({"type": "shutdown"})
+        assert process.until("bye")[-1]["type"] == "bye"
+        assert process.proc.wait(timeout=30) == 0
+    finally:
+        process.close()
 
 
 def test_bad_weights_are_reported_as_a_protocol_error(tmp_path):
