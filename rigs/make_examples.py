@@ -18,7 +18,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "rigs")]
 import bpy  # noqa: E402
 
 import bundled_rig  # noqa: E402
-from blender_addon.skeleton.export import export_shot  # noqa: E402
+from blender_addon.skeleton.export import ExportRequest, export_shot  # noqa: E402
 
 OUT = ROOT / "examples" / "poses"
 FRAMES = range(1, 48, 3)
@@ -29,7 +29,7 @@ def main() -> None:
     scene = bpy.context.scene
     rig, _camera = bundled_rig.build_bundled_rig_scene(scene)
     with tempfile.TemporaryDirectory() as tmp:
-        result = export_shot(scene, rig, tmp, 1, 48, 128, 192)
+        result = export_shot(ExportRequest(scene, rig, tmp, 1, 48, 128, 192, write_maps=True))
         for old in OUT.glob("*.png"):
             old.unlink()
         OUT.mkdir(parents=True, exist_ok=True)

@@ -6,12 +6,15 @@ A bone map is a JSON file in the `aa-bone-map/1` format (docs/keypoints.md):
      "body": {"right_elbow": {"bone": "ORG-forearm.R", "at": "head"},
               "neck": {"midpoint": ["right_shoulder", "left_shoulder"]}, ...},
      "hands": {"right": [21 entries], "left": [21 entries]},   # optional, DWPose hand order
-     "face": [68 entries]}                                       # optional
+     "face": [68 entries],                                       # optional
+     "head": {"bone": NAME or [NAMES]}}                          # optional: hides face points turned away
 
 An entry is one of
     null                                   never drawn
     {"bone": NAME or [NAMES], "at": "head"|"tail", "offset": [x, y, z], "offset_lengths": [x, y, z]}
     {"midpoint": [KEYPOINT, KEYPOINT]}     3D midpoint of two other body keypoints
+    {"mean": [POINT, POINT, ...]}          mean of several bone points (each {"bone", "at", ...});
+                                           found only when all their bones exist
     [ENTRY, ENTRY, ...]                    alternatives: the first whose bones exist wins
 "bone" candidates are tried in order; every name is tried behind each of the map's `prefixes`,
 and the prefix matching the most bones of the armature is used. "offset" is added in the pose
@@ -59,6 +62,13 @@ class Midpoint:
     of: tuple[str, str]
 
 
+@dataclass(frozen=True)
+class Mean:
+    """The mean of several bone points (e.g. the middle of the ring of Rigify's ear bones)."""
+
+    members: tuple[BonePoint, ...]
+
+
 @dataclass
 class BoneMap:
     name: str
@@ -68,14 +78,16 @@ class BoneMap:
     hands: dict[str, list[tuple]] | None = None   # "right"/"left" -> 21 alternatives tuples
     face: list[tuple] | None = None               # 68 alternatives tuples
     path: str = ""
+    head: tuple = ()                              # alternatives (BonePoint) for the head bone, () = none
 
     def bone_names(self) -> set[str]:
         """Every bone name the map mentions (without prefix)."""
         names = set()
-        for alternatives in self._all_entries():
+        for alternatives in (*self._all_entries(), self.head):
             for spec in alternatives:
-                if isinstance(spec, BonePoint):
-                    names.update(spec.bones)
+                for point in spec.members if isinstance(spec, Mean) else (spec,):
+                    if isinstance(point, BonePoint):
+                        names.update(point.bones)
         return names
 
     def _all_entries(self):
@@ -87,13 +99,15 @@ class BoneMap:
 
 @dataclass(frozen=True)
 class ResolvedPoint:
-    """A keypoint bound to an armature: the bone's real name, or the indices of a midpoint's pair."""
+    """A keypoint bound to an armature: the bone's real name, the indices of a midpoint's pair, or
+    the bone points whose mean it is."""
 
     bone: str | None = None
     at: str = "head"
     offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
     offset_lengths: tuple[float, float, float] = (0.0, 0.0, 0.0)
     midpoint: tuple[int, int] | None = None
+    members: tuple["ResolvedPoint", ...] | None = None
 
 
 @dataclass
@@ -109,6 +123,7 @@ class ResolvedMap:
     points: list[ResolvedPoint | None]
     missing_bones: list[str] = field(default_factory=list)   # body bones the map wanted, not found (body order)
     unmapped: list[str] = field(default_factory=list)        # body keypoints without a point
+    head_bone: str | None = None   # the bone whose facing hides face points turned away from the camera
 
     @property
     def body_count(self) -> int:
@@ -126,6 +141,34 @@ def _vec3(value, where: str) -> tuple[float, float, float]:
     if not (isinstance(value, (list, tuple)) and len(value) == 3 and all(isinstance(v, (int, float)) for v in value)):
         raise ValueError(f"{where}: an offset must be three numbers [x, y, z], not {value!r}")
     return tuple(float(v) for v in value)
+
+
+def _parse_bone_point(value: dict, where: str) -> BonePoint:
+    bones = value.get("bone")
+    if isinstance(bones, str):
+        bones = [bones]
+    if not (isinstance(bones, list) and bones and all(isinstance(b, str) and b for b in bones)):
+        raise ValueError(f"{where}: \"bone\" must be a bone name or a list of names, not {bones!r}")
+    at = value.get("at", "head")
+    if at not in ("head", "tail"):
+        raise ValueError(f"{where}: \"at\" must be \"head\" or \"tail\", not {at!r}")
+    unknown = set(value) - {"bone", "at", "offset", "offset_lengths", "note"}
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)} (allowed: bone, at, offset, offset_lengths, note)")
+    return BonePoint(
+        bones=tuple(bones), at=at,
+        offset=_vec3(value.get("offset", [0, 0, 0]), where),
+        offset_lengths=_vec3(value.get("offset_lengths", [0, 0, 0]), where),
+    )
+
+
+def _parse_mean(value: dict, where: str) -> Mean:
+    members = value["mean"]
+    if not (isinstance(members, list) and len(members) >= 2 and all(isinstance(m, dict) for m in members)):
+        raise ValueError(f"{where}: \"mean\" needs a list of two or more bone points ({{\"bone\": ..., \"at\": ...}}), not {members!r}")
+    if set(value) - {"mean", "note"}:
+        raise ValueError(f"{where}: unknown key(s) {sorted(set(value) - {'mean', 'note'})} beside \"mean\" (allowed: note)")
+    return Mean(members=tuple(_parse_bone_point(m, f"{where}.mean[{i}]") for i, m in enumerate(members)))
 
 
 def _parse_entry(value, where: str, allow_midpoint: bool) -> tuple:
@@ -147,22 +190,9 @@ def _parse_entry(value, where: str, allow_midpoint: bool) -> tuple:
         if not (isinstance(pair, list) and len(pair) == 2 and all(p in BODY_NAMES for p in pair)):
             raise ValueError(f"{where}: midpoint needs two body keypoint names (e.g. [\"right_shoulder\", \"left_shoulder\"]), not {pair!r}")
         return (Midpoint(of=(pair[0], pair[1])),)
-    bones = value.get("bone")
-    if isinstance(bones, str):
-        bones = [bones]
-    if not (isinstance(bones, list) and bones and all(isinstance(b, str) and b for b in bones)):
-        raise ValueError(f"{where}: \"bone\" must be a bone name or a list of names, not {bones!r}")
-    at = value.get("at", "head")
-    if at not in ("head", "tail"):
-        raise ValueError(f"{where}: \"at\" must be \"head\" or \"tail\", not {at!r}")
-    unknown = set(value) - {"bone", "at", "offset", "offset_lengths", "note"}
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)} (allowed: bone, at, offset, offset_lengths, note)")
-    return (BonePoint(
-        bones=tuple(bones), at=at,
-        offset=_vec3(value.get("offset", [0, 0, 0]), where),
-        offset_lengths=_vec3(value.get("offset_lengths", [0, 0, 0]), where),
-    ),)
+    if "mean" in value:
+        return (_parse_mean(value, where),)
+    return (_parse_bone_point(value, where),)
 
 
 def parse_bone_map(data: dict, path: str = "") -> BoneMap:
@@ -209,10 +239,15 @@ def parse_bone_map(data: dict, path: str = "") -> BoneMap:
             if not isinstance(entries, list) or len(entries) != FACE_POINTS:
                 raise ValueError(f"\"face\" must list {FACE_POINTS} entries (the 68-point face layout)")
             face = [_parse_entry(e, f"face[{i}]", allow_midpoint=False) for i, e in enumerate(entries)]
+        head = ()
+        if data.get("head") is not None:
+            if not isinstance(data["head"], dict) or set(data["head"]) - {"bone", "note"}:
+                raise ValueError("\"head\" must be {\"bone\": NAME or [NAMES]}: the head bone whose facing hides face points")
+            head = (_parse_bone_point(data["head"], "head"),)
     except ValueError as exc:
         raise BadBoneMap(f"The bone map {where} is not valid: {exc}.", hint) from None
     return BoneMap(name=str(name), label=str(data.get("label", name)), prefixes=tuple(prefixes), body=body,
-                   hands=hands, face=face, path=str(path))
+                   hands=hands, face=face, path=str(path), head=head)
 
 
 def load_bone_map(path: str | Path) -> BoneMap:
@@ -262,13 +297,25 @@ def _best_prefix(bone_map: BoneMap, names: set[str]) -> str:
     return max(scores)[2]
 
 
+def _bone_point(spec: BonePoint, prefix: str, names: set[str]) -> ResolvedPoint | None:
+    for bone in spec.bones:
+        if prefix + bone in names:
+            return ResolvedPoint(bone=prefix + bone, at=spec.at, offset=spec.offset, offset_lengths=spec.offset_lengths)
+    return None
+
+
 def _first_existing(specs: tuple, prefix: str, names: set[str]) -> ResolvedPoint | Midpoint | None:
     for spec in specs:
         if isinstance(spec, Midpoint):
             return spec
-        for bone in spec.bones:
-            if prefix + bone in names:
-                return ResolvedPoint(bone=prefix + bone, at=spec.at, offset=spec.offset, offset_lengths=spec.offset_lengths)
+        if isinstance(spec, Mean):
+            members = tuple(_bone_point(m, prefix, names) for m in spec.members)
+            if all(members):
+                return ResolvedPoint(members=members)
+            continue
+        point = _bone_point(spec, prefix, names)
+        if point is not None:
+            return point
     return None
 
 
@@ -286,6 +333,8 @@ def resolve_bone_map(bone_map: BoneMap, bone_names) -> ResolvedMap:
             for spec in specs:
                 if isinstance(spec, BonePoint):
                     missing.append(prefix + spec.bones[0])
+                elif isinstance(spec, Mean):
+                    missing.extend(prefix + m.bones[0] for m in spec.members if _bone_point(m, prefix, names) is None)
     # Midpoints become index pairs; one whose ends are unmapped is unmapped (done in two passes so
     # a midpoint may refer to a keypoint listed after it).
     for i, point in enumerate(points):
@@ -298,8 +347,9 @@ def resolve_bone_map(bone_map: BoneMap, bone_names) -> ResolvedMap:
         points.extend(_first_existing(specs, prefix, names) for specs in entries)
     points.extend(_first_existing(specs, prefix, names) for specs in (bone_map.face or [()] * FACE_POINTS))
     unmapped = [k for k, p in zip(BODY_NAMES, points) if p is None]
-    return ResolvedMap(bone_map=bone_map, prefix=prefix, points=points,
-                       missing_bones=list(dict.fromkeys(missing)), unmapped=unmapped)
+    head = _first_existing(bone_map.head, prefix, names)
+    return ResolvedMap(bone_map=bone_map, prefix=prefix, points=points, missing_bones=list(dict.fromkeys(missing)),
+                       unmapped=unmapped, head_bone=head.bone if head is not None else None)
 
 
 def detect_bone_map(bone_names, maps: dict[str, Path] | None = None) -> ResolvedMap:

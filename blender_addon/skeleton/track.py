@@ -1,6 +1,6 @@
 """Keypoint tracks on the add-on's side: drawing a track into map files, rescaling a track to a
 reference character, and the command line for both. The format itself is the contract's
-(`aa_contract.keypoints`, docs/keypoints.md):
+(`aa_contract.keypoints`, docs/keypoints.md), and so is the drawing (`aa_contract.draw`):
 
     python -m blender_addon.skeleton.track draw TRACK.json OUT_DIR [--hands] [--face]
     python -m blender_addon.skeleton.track rescale TRACK.json REFERENCE.json OUT.json
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -41,14 +42,26 @@ def prepare_output(out_dir: str | Path) -> Path:
     return out
 
 
-def draw_track(track: KeypointTrack, out_dir: str | Path, hands: bool = True, face: bool = True) -> list[Path]:
-    """Draw every frame of a track to out_dir/pose_00001.png ...; returns the paths in frame order."""
+def draw_track(track: KeypointTrack, out_dir: str | Path, hands: bool = True, face: bool = True,
+               timings: dict | None = None, after_map=None) -> list[Path]:
+    """Draw every frame of a track to out_dir/pose_00001.png ...; returns the paths in frame order.
+    The maps are drawn from the track at its file's precision, so they equal the maps the engine
+    draws from the written keypoints.json. timings (optional): "draw" and "write_png" seconds are
+    added to it; after_map() runs after each map."""
     out = prepare_output(out_dir)
+    timings = {} if timings is None else timings
     paths = []
     for i in range(len(track.frames)):
+        t0 = time.perf_counter()
+        image = track.draw(i, hands=hands, face=face)
+        t1 = time.perf_counter()
         path = out / MAP_NAME.format(i + 1)
-        png.write_png(path, track.draw(i, hands=hands, face=face))
+        png.write_png(path, image)
+        timings["draw"] = timings.get("draw", 0.0) + t1 - t0
+        timings["write_png"] = timings.get("write_png", 0.0) + time.perf_counter() - t1
         paths.append(path)
+        if after_map is not None:
+            after_map()
     return paths
 
 

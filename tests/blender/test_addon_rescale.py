@@ -37,6 +37,7 @@ def rig_shot(tmp_path):
         settings = scene.animate_anyone
         settings.reference_path = str(REFERENCE)
         settings.output_dir = str(tmp_path / "out") + os.sep
+        settings.write_skeleton_maps = True  # the tests compare the maps the rescaled tracks draw
         yield scene, rig
 
 
@@ -61,7 +62,7 @@ def map_bytes(paths):
 
 @pytest.mark.parametrize("align_frame", [None, 4])
 def test_rescaled_limbs_match_the_reference_pose_at_the_alignment_frame(rig_shot, tmp_path, align_frame):
-    from blender_addon.skeleton.export import export_shot
+    from blender_addon.skeleton.export import ExportRequest, export_shot
     from blender_addon.skeleton.track import draw_track, read_track
 
     scene, rig = rig_shot
@@ -79,7 +80,7 @@ def test_rescaled_limbs_match_the_reference_pose_at_the_alignment_frame(rig_shot
     driving = read_track(plan.poses_dir / "keypoints_driving.json")
     reference = read_track(plan.poses_dir / "keypoints_reference.json")
     # The reference frame projected by the plain export, independently of the rescaling code.
-    expected = export_shot(scene, rig, str(tmp_path / "reference"), REFERENCE_FRAME, REFERENCE_FRAME, plan.width, plan.height)
+    expected = export_shot(ExportRequest(scene, rig, str(tmp_path / "reference"), REFERENCE_FRAME, REFERENCE_FRAME, plan.width, plan.height))
     expected_body = expected.track.frames[0].body
     assert (expected_body[:, 2] > 0).all()
     np.testing.assert_allclose(reference.frames[0].body, expected_body, atol=1e-3)
@@ -94,14 +95,14 @@ def test_rescaled_limbs_match_the_reference_pose_at_the_alignment_frame(rig_shot
 
     # The maps are the rescaled track drawn by the one drawing implementation, and differ from the unscaled maps.
     maps = map_bytes(plan.pose_paths)
-    direct = export_shot(scene, rig, str(tmp_path / "direct"), 1, 6, plan.width, plan.height, rescale=plan.rescale)
+    direct = export_shot(ExportRequest(scene, rig, str(tmp_path / "direct"), 1, 6, plan.width, plan.height, rescale=plan.rescale, write_maps=True))
     assert maps == map_bytes(draw_track(direct.track, tmp_path / "redrawn"))
     assert len(maps) == len(unscaled) == 6
     assert all(a != b for a, b in zip(maps, unscaled))
 
 
 def test_a_keypoints_file_gives_the_same_poses_as_the_rig_pose(rig_shot, tmp_path):
-    from blender_addon.skeleton.export import export_shot
+    from blender_addon.skeleton.export import ExportRequest, export_shot
     from blender_addon.skeleton.track import read_track
 
     scene, rig = rig_shot
@@ -109,7 +110,7 @@ def test_a_keypoints_file_gives_the_same_poses_as_the_rig_pose(rig_shot, tmp_pat
     settings.rescale, settings.reference_pose_frame = True, REFERENCE_FRAME
     from_rig = read_track(render_poses(scene).poses_dir / "keypoints.json")
     # A reference track made outside the shot, at another size (it is brought to the shot's grid).
-    hero = export_shot(scene, rig, str(tmp_path / "hero"), REFERENCE_FRAME, REFERENCE_FRAME, 512, 768).track_path
+    hero = export_shot(ExportRequest(scene, rig, str(tmp_path / "hero"), REFERENCE_FRAME, REFERENCE_FRAME, 512, 768)).track_path
     settings.rescale_source, settings.reference_keypoints = 'FILE', str(hero)
     plan = render_poses(scene)
     from_file = read_track(plan.poses_dir / "keypoints.json")
@@ -120,10 +121,10 @@ def test_a_keypoints_file_gives_the_same_poses_as_the_rig_pose(rig_shot, tmp_pat
 
 
 def test_rescaling_off_draws_the_same_maps_as_the_plain_export(rig_shot, tmp_path):
-    from blender_addon.skeleton.export import export_shot
+    from blender_addon.skeleton.export import ExportRequest, export_shot
 
     scene, rig = rig_shot
-    plain = export_shot(scene, rig, str(tmp_path / "plain"), 1, 6, 256, 384)
+    plain = export_shot(ExportRequest(scene, rig, str(tmp_path / "plain"), 1, 6, 256, 384, write_maps=True))
     settings = scene.animate_anyone
     # Sub-settings filled in but the option off: ignored.
     settings.rescale_source, settings.reference_keypoints = 'FILE', str(tmp_path / "no_such.json")
@@ -142,7 +143,7 @@ def test_rescaling_off_draws_the_same_maps_as_the_plain_export(rig_shot, tmp_pat
 
 @pytest.mark.parametrize("case", ["missing", "unset", "folder", "not_json", "not_a_track", "no_neck"])
 def test_a_bad_keypoints_file_is_a_user_error(rig_shot, tmp_path, case):
-    from blender_addon.errors import AddonError
+    from blender_addon.errors import UserError
     from blender_addon.shot import plan_shot
     from blender_addon.skeleton.errors import BadTrack
 
@@ -168,7 +169,7 @@ def test_a_bad_keypoints_file_is_a_user_error(rig_shot, tmp_path, case):
         path.write_text('{"format": "aa-keypoints/1", "width": 64, "height": 96, "frames": [{"frame": 1, "body": [%s]}]}' % body)
     with pytest.raises(BadTrack) as caught:
         render_poses(scene)
-    assert isinstance(caught.value, AddonError)
+    assert isinstance(caught.value, UserError)  # the contract's error: what the operators and the command line report
     assert caught.value.message.startswith(expected) and caught.value.hint
     if case in ("missing", "unset", "folder"):
         assert "'Keypoints File'" in caught.value.hint

@@ -58,7 +58,7 @@ def test_job_message_follows_the_protocol(shot):
     s = shot.animate_anyone
     s.steps, s.guidance, s.seed, s.context_frames, s.context_overlap = 12, 2.5, 7, 16, 4
     plan = plan_shot(shot)
-    with pytest.raises(AddonError, match="skeleton maps have not been written"):
+    with pytest.raises(AddonError, match="poses have not been exported"):
         plan.job()
     plan.pose_paths = [str(plan.poses_dir / f"pose_{i:05d}.png") for i in range(1, 10)]
     job = plan.job()

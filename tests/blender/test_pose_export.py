@@ -82,12 +82,23 @@ def test_keypoints_are_the_camera_projection_of_the_mapped_bones(shot):
     assert tuple(body[BODY_NAMES.index("neck")][:2]) == pytest.approx((x, y), abs=1e-3)
 
 
-def test_export_writes_numbered_maps_and_a_track(shot, tmp_path):
+def test_export_writes_the_track_only_by_default(shot, tmp_path):
     scene, rig, cam = shot
     calls = []
-    result = export.export_shot(scene, rig, str(tmp_path / "poses"), 1, 5, W, H, progress=lambda d, t: calls.append((d, t)))
-    assert [p.name for p in result.map_paths] == [f"pose_{i:05d}.png" for i in range(1, 6)]
+    result = export.export_shot(export.ExportRequest(scene, rig, str(tmp_path / "poses"), 1, 5, W, H), progress=lambda d, t: calls.append((d, t)))
+    assert result.map_paths == [] and sorted(p.name for p in (tmp_path / "poses").iterdir()) == ["keypoints.json"]
     assert calls == [(i, 5) for i in range(1, 6)]
+    track = read_track(result.track_path)
+    assert [f.frame for f in track.frames] == [1, 2, 3, 4, 5] and (track.width, track.height) == (W, H)
+
+
+def test_export_writes_numbered_maps_and_a_track_on_request(shot, tmp_path):
+    scene, rig, cam = shot
+    calls = []
+    result = export.export_shot(export.ExportRequest(scene, rig, str(tmp_path / "poses"), 1, 5, W, H, write_maps=True),
+                                progress=lambda d, t: calls.append((d, t)))
+    assert [p.name for p in result.map_paths] == [f"pose_{i:05d}.png" for i in range(1, 6)]
+    assert calls == [(i, 10) for i in range(1, 11)]  # 5 frames projected, then 5 maps drawn
     assert result.bone_map_name == "mixamo" and result.track_path.name == "keypoints.json"
     data = json.loads(result.track_path.read_text())
     assert (data["width"], data["height"], data["frame_start"], data["frame_end"]) == (W, H, 1, 5)
@@ -108,7 +119,7 @@ def test_points_behind_the_camera_are_missing_not_drawn(shot, tmp_path):
     moved = hand.matrix.copy()
     moved.translation = (0.0, -8.0, 1.0)  # only the left hand, 3 m in front of the camera
     hand.matrix = moved
-    result = export.export_shot(scene, rig, str(tmp_path), 1, 1, W, H)
+    result = export.export_shot(export.ExportRequest(scene, rig, str(tmp_path), 1, 1, W, H, write_maps=True))
     body = result.track.frames[0].body
     wrist = BODY_NAMES.index("left_wrist")
     assert body[wrist, 2] == 1
@@ -127,17 +138,17 @@ def test_a_rig_never_in_view_is_an_error_and_partly_empty_shots_a_note(shot, tmp
     cam.keyframe_insert("rotation_euler", frame=2)  # facing the rig up to frame 2 ...
     cam.rotation_euler = (math.radians(-90), 0, 0)  # ... turned away from frame 3 on
     cam.keyframe_insert("rotation_euler", frame=3)
-    result = export.export_shot(scene, rig, str(tmp_path), 1, 4, W, H)
+    result = export.export_shot(export.ExportRequest(scene, rig, str(tmp_path), 1, 4, W, H))
     assert any("Nothing of the rig is in view in 2 of 4 frames (first: 3)" in n for n in result.notes)
     with pytest.raises(NothingInView) as info:
-        export.export_shot(scene, rig, str(tmp_path), 3, 4, W, H)
+        export.export_shot(export.ExportRequest(scene, rig, str(tmp_path), 3, 4, W, H))
     assert "frames 3-4" in info.value.message and info.value.hint
 
 
 def test_one_point_out_of_frame_is_dropped_the_rest_drawn(shot, tmp_path):
     scene, rig, cam = shot
     rig.pose.bones["LeftForeArm"].scale = (1.0, 40.0, 1.0)  # the left hand far off to the side
-    result = export.export_shot(scene, rig, str(tmp_path), 1, 1, W, H)
+    result = export.export_shot(export.ExportRequest(scene, rig, str(tmp_path), 1, 1, W, H))
     body = result.track.frames[0].body
     assert body[BODY_NAMES.index("left_wrist"), 2] == 0
     assert body[BODY_NAMES.index("left_elbow"), 2] == 1 and body[BODY_NAMES.index("right_wrist"), 2] == 1
@@ -147,35 +158,37 @@ def test_one_point_out_of_frame_is_dropped_the_rest_drawn(shot, tmp_path):
 def test_the_users_frame_and_subframe_are_restored(shot, tmp_path):
     scene, rig, cam = shot
     scene.frame_set(3, subframe=0.25)
-    export.export_shot(scene, rig, str(tmp_path), 1, 5, W, H)
+    export.export_shot(export.ExportRequest(scene, rig, str(tmp_path), 1, 5, W, H))
     assert (scene.frame_current, scene.frame_subframe) == (3, pytest.approx(0.25))
 
     def fail(done, total):
         raise RuntimeError("cancelled")
 
     with pytest.raises(RuntimeError):
-        export.export_shot(scene, rig, str(tmp_path), 1, 5, W, H, progress=fail)
+        export.export_shot(export.ExportRequest(scene, rig, str(tmp_path), 1, 5, W, H), progress=fail)
     assert (scene.frame_current, scene.frame_subframe) == (3, pytest.approx(0.25))
 
 
 def test_maps_left_from_a_longer_export_are_removed(shot, tmp_path):
     scene, rig, cam = shot
-    export.export_shot(scene, rig, str(tmp_path), 1, 5, W, H)
-    export.export_shot(scene, rig, str(tmp_path), 1, 2, W, H)
+    export.export_shot(export.ExportRequest(scene, rig, str(tmp_path), 1, 5, W, H, write_maps=True))
+    export.export_shot(export.ExportRequest(scene, rig, str(tmp_path), 1, 2, W, H, write_maps=True))
     assert sorted(p.name for p in tmp_path.glob("pose_*.png")) == ["pose_00001.png", "pose_00002.png"]
+    export.export_shot(export.ExportRequest(scene, rig, str(tmp_path), 1, 2, W, H))  # the track alone: no maps of another export stay
+    assert not list(tmp_path.glob("pose_*.png"))
 
 
 def test_bad_inputs_raise_errors_with_hints(shot, tmp_path):
     scene, rig, cam = shot
     cases = [
-        (NoArmature, lambda: export.export_shot(scene, cam, str(tmp_path), 1, 2, W, H)),
-        (BadFrameRange, lambda: export.export_shot(scene, rig, str(tmp_path), 5, 2, W, H)),
-        (BadBoneMap, lambda: export.export_shot(scene, rig, str(tmp_path), 1, 2, W, H, bone_map="metahuman")),
-        (UnmappedBones, lambda: export.export_shot(scene, rig, str(tmp_path), 1, 2, W, H, bone_map="rigify")),
+        (NoArmature, lambda: export.export_shot(export.ExportRequest(scene, cam, str(tmp_path), 1, 2, W, H))),
+        (BadFrameRange, lambda: export.export_shot(export.ExportRequest(scene, rig, str(tmp_path), 5, 2, W, H))),
+        (BadBoneMap, lambda: export.export_shot(export.ExportRequest(scene, rig, str(tmp_path), 1, 2, W, H, bone_map="metahuman"))),
+        (UnmappedBones, lambda: export.export_shot(export.ExportRequest(scene, rig, str(tmp_path), 1, 2, W, H, bone_map="rigify"))),
     ]
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    cases.append((OutputNotWritable, lambda: export.export_shot(scene, rig, str(blocker / "poses"), 1, 2, W, H)))
+    cases.append((OutputNotWritable, lambda: export.export_shot(export.ExportRequest(scene, rig, str(blocker / "poses"), 1, 2, W, H))))
     for error, call in cases:
         with pytest.raises(error) as info:
             call()
@@ -184,17 +197,17 @@ def test_bad_inputs_raise_errors_with_hints(shot, tmp_path):
     scene.collection.objects.link(empty)
     scene.camera = empty
     with pytest.raises(NoCamera, match="not a camera"):
-        export.export_shot(scene, rig, str(tmp_path), 1, 2, W, H)
+        export.export_shot(export.ExportRequest(scene, rig, str(tmp_path), 1, 2, W, H))
     scene.camera = None
     with pytest.raises(NoCamera, match="no active camera"):
-        export.export_shot(scene, rig, str(tmp_path), 1, 2, W, H)
+        export.export_shot(export.ExportRequest(scene, rig, str(tmp_path), 1, 2, W, H))
 
 
 def test_an_armature_no_map_fits_names_the_missing_bones(empty_blend, tmp_path):
     add_camera(empty_blend)
     rig = make_armature({"Bone": ((0, 0, 0), (0, 0, 1), None), "Bone.001": ((0, 0, 1), (0, 0, 2), "Bone")})
     with pytest.raises(UnmappedBones) as info:
-        export.export_shot(empty_blend, rig, str(tmp_path), 1, 1, W, H)
+        export.export_shot(export.ExportRequest(empty_blend, rig, str(tmp_path), 1, 1, W, H))
     assert info.value.missing_bones and info.value.missing_bones[0] in info.value.message
 
 
@@ -205,7 +218,7 @@ def test_a_user_bone_map_file_is_used(shot, tmp_path):
     user["body"]["left_wrist"] = {"bone": "LeftHand", "at": "tail"}
     path = tmp_path / "mine.json"
     path.write_text(json.dumps(user))
-    result = export.export_shot(scene, rig, str(tmp_path / "out"), 1, 1, W, H, bone_map=str(path))
+    result = export.export_shot(export.ExportRequest(scene, rig, str(tmp_path / "out"), 1, 1, W, H, bone_map=str(path)))
     assert result.bone_map_name == "mine"
     scene.frame_set(1)
     x, y, _ = expected_pixel(scene, cam, rig.matrix_world @ rig.pose.bones["LeftHand"].tail, W, H)
@@ -226,12 +239,12 @@ def test_an_armature_blender_does_not_evaluate_is_refused(shot, tmp_path, how):
     else:
         bpy.context.view_layer.layer_collection.children["Rigs"].exclude = True
     with pytest.raises(NoArmature, match="disabled in viewports"):
-        export.export_shot(scene, rig, str(tmp_path), 1, 5, W, H)
+        export.export_shot(export.ExportRequest(scene, rig, str(tmp_path), 1, 5, W, H))
 
 
 def test_an_armature_hidden_with_the_eye_icon_still_animates(shot, tmp_path):
     scene, rig, cam = shot
     rig.hide_set(True)
-    result = export.export_shot(scene, rig, str(tmp_path), 1, 5, W, H)
+    result = export.export_shot(export.ExportRequest(scene, rig, str(tmp_path), 1, 5, W, H))
     wrist = BODY_NAMES.index("left_wrist")
     assert result.track.frames[0].body[wrist, 0] != pytest.approx(result.track.frames[-1].body[wrist, 0], abs=1.0)

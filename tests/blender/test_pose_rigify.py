@@ -90,7 +90,7 @@ def test_rigify_is_detected(rigify_shot):
 
 def test_keypoints_equal_the_projection_of_org_bone_heads(rigify_shot, tmp_path):
     scene, rig, cam = rigify_shot
-    result = export.export_shot(scene, rig, str(tmp_path), 1, 10, W, H)
+    result = export.export_shot(export.ExportRequest(scene, rig, str(tmp_path), 1, 10, W, H))
     assert result.bone_map_name == "rigify" and result.missing_keypoints == []
     moved = 0.0
     for frame in (1, 4, 10):
@@ -106,7 +106,7 @@ def test_keypoints_equal_the_projection_of_org_bone_heads(rigify_shot, tmp_path)
 
 def test_hands_follow_the_finger_bones(rigify_shot, tmp_path):
     scene, rig, cam = rigify_shot
-    result = export.export_shot(scene, rig, str(tmp_path), 10, 10, W, H, hands=True)
+    result = export.export_shot(export.ExportRequest(scene, rig, str(tmp_path), 10, 10, W, H, hands=True))
     hands = result.track.frames[0].hands
     scene.frame_set(10)
     x, y, _ = expected_pixel(scene, cam, rig.matrix_world @ rig.pose.bones["ORG-f_index.03.L"].tail, W, H)
@@ -126,7 +126,7 @@ def test_a_hand_behind_the_camera_is_missing(rigify_shot, tmp_path):
     near.rotation_euler = (math.radians(90), 0, 0)
     bpy.context.view_layer.update()
     try:
-        result = export.export_shot(scene, rig, str(tmp_path), 1, 10, W, H, camera=near)
+        result = export.export_shot(export.ExportRequest(scene, rig, str(tmp_path), 1, 10, W, H, camera=near))
         z = world_to_camera_view(scene, near, hand).z
         assert z < near.data.clip_start
         reach = result.track.frames[-1].body
@@ -142,7 +142,7 @@ def test_an_orthographic_camera_works(rigify_shot, tmp_path):
     cam.data.type = 'ORTHO'
     cam.data.ortho_scale = 2.6
     try:
-        result = export.export_shot(scene, rig, str(tmp_path), 10, 10, W, H)
+        result = export.export_shot(export.ExportRequest(scene, rig, str(tmp_path), 10, 10, W, H))
         body = result.track.frames[0].body
         for name, (x, y, _) in _org_pixels(scene, rig, cam, 10).items():
             got = body[BODY_NAMES.index(name)]
@@ -154,14 +154,14 @@ def test_an_orthographic_camera_works(rigify_shot, tmp_path):
 def test_the_current_frame_is_restored(rigify_shot, tmp_path):
     scene, rig, cam = rigify_shot
     scene.frame_set(7)
-    export.export_shot(scene, rig, str(tmp_path), 1, 10, W, H, write_maps=False)
+    export.export_shot(export.ExportRequest(scene, rig, str(tmp_path), 1, 10, W, H, write_maps=False))
     assert scene.frame_current == 7
     assert not list(tmp_path.glob("pose_*.png")) and (tmp_path / "keypoints.json").is_file()
 
 
 def test_face_points_follow_the_face_bones(rigify_shot, tmp_path):
     scene, rig, cam = rigify_shot
-    result = export.export_shot(scene, rig, str(tmp_path), 10, 10, W, H, face=True)
+    result = export.export_shot(export.ExportRequest(scene, rig, str(tmp_path), 10, 10, W, H, face=True))
     face = result.track.frames[0].face
     assert face.shape == (68, 3) and (face[:, 2] == 1).all()
     scene.frame_set(10)

@@ -63,11 +63,11 @@ def bpy_update(scene):
 
 
 def test_demo_motion_moves_wrists_and_ankles_and_stays_in_view(rig_scene, tmp_path):
-    from blender_addon.skeleton.export import export_shot
+    from blender_addon.skeleton.export import ExportRequest, export_shot
 
     scene, rig, _ = rig_scene
     assert (scene.frame_start, scene.frame_end) == (bundled_rig.FRAME_START, bundled_rig.FRAME_END)
-    result = export_shot(scene, rig, str(tmp_path / "maps"), scene.frame_start, scene.frame_end, 128, 192)
+    result = export_shot(ExportRequest(scene, rig, str(tmp_path / "maps"), scene.frame_start, scene.frame_end, 128, 192, write_maps=True))
     assert len(result.map_paths) == scene.frame_end - scene.frame_start + 1
     assert result.bone_map_name == "bundled"
     assert not result.missing_keypoints  # every keypoint in view in every frame
@@ -81,11 +81,11 @@ def test_demo_motion_moves_wrists_and_ankles_and_stays_in_view(rig_scene, tmp_pa
 
 
 def test_demo_maps_are_non_empty_and_change_every_frame(rig_scene, tmp_path):
-    from blender_addon.skeleton.export import export_shot
+    from blender_addon.skeleton.export import ExportRequest, export_shot
     from blender_addon.skeleton.track import read_track
 
     scene, rig, _ = rig_scene
-    result = export_shot(scene, rig, str(tmp_path / "maps"), 1, 12, 128, 192)
+    result = export_shot(ExportRequest(scene, rig, str(tmp_path / "maps"), 1, 12, 128, 192, write_maps=True))
     maps = [_read_png(p) for p in result.map_paths]
     assert all(m.any() for m in maps)
     assert all(not np.array_equal(a, b) for a, b in zip(maps, maps[1:]))
