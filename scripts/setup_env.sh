@@ -29,7 +29,7 @@ setup_engine() {
   if make_venv engine "$stamp"; then
     # torch first and pinned, so nothing later pulls a CUDA build.
     "$dir/bin/pip" install -q torch==2.13.0 >&2
-    "$dir/bin/pip" install -q -c "$root/requirements/engine.txt" -e "$root[engine,dev]" >&2
+    "$dir/bin/pip" install -q -c "$root/requirements/engine.txt" -e "$root[engine,cluster,dev]" >&2
     if [ -f "$root/requirements/engine-test.txt" ]; then
       "$dir/bin/pip" install -q --no-deps -r "$root/requirements/engine-test.txt" >&2
     fi
