@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .contract import settings
+if __package__:  # run as a script (`blender --python .../command_line.py`), _run_as_script imports the package
+    from .contract import settings
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -263,7 +263,7 @@ def queue_functions(context, engine_overrides: dict | None = None, echo=None):
             plan = task.plan
             for note in plan.notes:
                 echo(f"[{entry.shot_name}] note: {note}")
-            echo(f"[{entry.shot_name}] {entry.version}: frames {plan.frame_start}-{plan.frame_end}, {len(plan.pose_paths)} skeleton maps in {plan.poses_dir}")
+            echo(f"[{entry.shot_name}] {entry.version}: frames {plan.frame_start}-{plan.frame_end}, poses in {plan.poses_dir}")
         return task
 
     def finish(entry):
