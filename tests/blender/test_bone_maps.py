@@ -111,6 +111,11 @@ def test_an_unknown_bundled_name_lists_the_known_ones():
     ({"hands": {"right": [None] * 20}}, "hands.right"),
     ({"face": [None] * 67}, "face"),
     ({"prefixes": []}, "prefixes"),
+    ({"body": {"right_ear": {"mean": [{"bone": "Head"}]}}}, "body.right_ear"),
+    ({"body": {"right_ear": {"mean": [{"bone": "A"}, {"bone": "B", "at": "side"}]}}}, "body.right_ear.mean[1]"),
+    ({"body": {"right_ear": {"mean": [{"bone": "A"}, {"bone": "B"}], "at": "tail"}}}, "beside"),
+    ({"head": "Head"}, "head"),
+    ({"head": {"bone": "Head", "at": "tail"}}, "head"),
 ])
 def test_bad_maps_name_the_faulty_entry(change, words):
     data = {"format": FORMAT, "name": "x", "body": {"nose": {"bone": "Head"}}}
@@ -133,3 +138,24 @@ def test_detection_threshold_is_a_handful_of_keypoints():
     assert detect_bone_map(few).body_count == MIN_BODY_KEYPOINTS  # the neck midpoint counts too
     with pytest.raises(UnmappedBones):
         detect_bone_map(few[:3])
+
+
+EAR_RING = [f"ORG-ear.{side}{suffix}" for side in "LR" for suffix in ("", ".001", ".002", ".003", ".004")]
+
+
+def test_rigify_ears_are_the_mean_of_the_ear_ring_or_the_lower_ear_bone():
+    resolved = resolve_bone_map(find_bone_map("rigify"), RIGIFY_BODY + EAR_RING + ["ORG-spine.006"])
+    ear = resolved.points[BODY_NAMES.index("left_ear")]
+    assert [m.bone for m in ear.members] == [f"ORG-ear.L{s}" for s in ("", ".001", ".002", ".003", ".004")]
+    assert all(m.at == "head" for m in ear.members) and resolved.head_bone == "ORG-spine.006"
+    # A rig with only the lower ear bone: its tail, as before.
+    resolved = resolve_bone_map(find_bone_map("rigify"), RIGIFY_BODY)
+    ear = resolved.points[BODY_NAMES.index("left_ear")]
+    assert (ear.bone, ear.at, ear.members) == ("ORG-ear.L", "tail", None)
+    assert resolved.head_bone is None
+
+
+def test_every_bundled_map_names_its_head_bone():
+    names = {"rigify": "ORG-spine.006", "mixamo": "Head", "bundled": "head"}
+    for name, head in names.items():
+        assert [spec.bones for spec in find_bone_map(name).head] == [(head,)], name

@@ -172,3 +172,67 @@ def test_face_points_follow_the_face_bones(rigify_shot, tmp_path):
     # The layout's sides: point 0 (character's right jaw) is left of point 16 in a front view.
     assert face[0, 0] < face[8, 0] < face[16, 0]
     assert face[8, 1] > face[30, 1] > face[27, 1]  # chin below the nose tip below the bridge
+
+
+def test_the_ear_is_the_middle_of_the_ear_bones(rigify_shot, tmp_path):
+    """The ear point is the mean of the heads of the ring of five ear bones (projected as one 3D
+    point), not the lower ear bone's tail, which sits at the top of the ring."""
+    scene, rig, cam = rigify_shot
+    body = export.export_shot(export.ExportRequest(scene, rig, str(tmp_path), 10, 10, W, H)).track.frames[0].body
+    scene.frame_set(10)
+    for side, name in (("L", "left_ear"), ("R", "right_ear")):
+        ring = [rig.pose.bones[f"ORG-ear.{side}{suffix}"].head for suffix in ("", ".001", ".002", ".003", ".004")]
+        middle = sum(ring, Vector()) / len(ring)
+        x, y, _ = expected_pixel(scene, cam, rig.matrix_world @ middle, W, H)
+        got = body[BODY_NAMES.index(name)]
+        assert got[2] == 1.0 and tuple(got[:2]) == pytest.approx((x, y), abs=0.01), name
+        # The old point, the lower ear bone's tail, is a few pixels above the middle at 512x768.
+        _, tail_y, _ = expected_pixel(scene, cam, rig.matrix_world @ rig.pose.bones[f"ORG-ear.{side}"].tail, W, H)
+        assert 3.0 < y - tail_y < 8.0, (name, y - tail_y)
+
+
+def test_the_depsgraph_update_gives_the_same_keypoints_as_frame_set(rigify_shot, tmp_path):
+    """Frames after the first are evaluated by updating the view layer's depsgraph; a full
+    scene.frame_set per frame must give identical keypoints (hands and face included)."""
+    scene, rig, cam = rigify_shot
+    fast = export.export_shot(export.ExportRequest(scene, rig, str(tmp_path / "fast"), 1, 10, W, H, hands=True, face=True))
+    full = export.export_shot(export.ExportRequest(scene, rig, str(tmp_path / "full"), 1, 10, W, H, hands=True, face=True,
+                                                   full_frame_set=True))
+    assert (fast.evaluation, full.evaluation) == ("depsgraph", "frame_set")
+    for a, b in zip(fast.track.frames, full.track.frames):
+        for part in ("body", "hands", "face"):
+            assert np.array_equal(getattr(a, part), getattr(b, part), equal_nan=True), (a.frame, part)
+    assert fast.track_path.read_bytes().split(b'"frames"')[1] == full.track_path.read_bytes().split(b'"frames"')[1]
+    moved = np.abs(fast.track.frames[0].body[:, :2] - fast.track.frames[-1].body[:, :2])
+    assert np.nanmax(moved) > 50  # the frames really differ: the comparison is not of one pose
+
+
+def test_frame_change_handlers_get_a_full_frame_set(rigify_shot, tmp_path):
+    """A frame-change handler may pose the rig: with one registered, every frame is frame_set."""
+    scene, rig, cam = rigify_shot
+    calls = []
+
+    def handler(scene, depsgraph=None):
+        calls.append(scene.frame_current)
+
+    bpy.app.handlers.frame_change_post.append(handler)
+    try:
+        result = export.export_shot(export.ExportRequest(scene, rig, str(tmp_path), 1, 4, W, H))
+    finally:
+        bpy.app.handlers.frame_change_post.remove(handler)
+    assert result.evaluation == "frame_set" and calls[:4] == [1, 2, 3, 4]
+
+
+def test_seen_from_behind_the_face_is_hidden(rigify_shot, tmp_path):
+    scene, rig, cam = rigify_shot
+    rig.rotation_euler = (0.0, 0.0, math.pi)
+    bpy.context.view_layer.update()
+    try:
+        result = export.export_shot(export.ExportRequest(scene, rig, str(tmp_path), 1, 1, W, H, face=True))
+    finally:
+        rig.rotation_euler = (0.0, 0.0, 0.0)
+        bpy.context.view_layer.update()
+    body, face = result.track.frames[0].body, result.track.frames[0].face
+    present = {name: body[BODY_NAMES.index(name), 2] > 0 for name in ("nose", "right_eye", "left_eye", "right_ear", "left_ear")}
+    assert present == {"nose": False, "right_eye": False, "left_eye": False, "right_ear": True, "left_ear": True}
+    assert (face[:, 2] == 0).all()  # the 68 face points too
