@@ -26,6 +26,28 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aa_engine", description="Animate Anyone engine: reference image + skeleton maps -> video.")
+def _add_remote_arguments(serve: argparse.ArgumentParser) -> None:
+    """The remote engine's flags (with --listen; aa_engine/protocol/server.py, docs/remote.md)."""
+    remote = serve.add_argument_group("remote engine (with --listen)")
+    remote.add_argument("--work-root", type=Path, default=None,
+                        help="folder for remote jobs' inputs and frames, one folder per job (default: ~/.cache/aa_engine/work)")
+    remote.add_argument("--token-file", type=Path, default=None,
+                        help="file holding the token clients must present; made with a random token (mode 0600) if missing "
+                             "(default: WORK_ROOT/token)")
+    remote.add_argument("--no-token", action="store_true", help="accept clients without a token (loopback addresses only)")
+    remote.add_argument("--tls-cert", default=None, help="PEM certificate: serve over TLS")
+    remote.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert (if not in the same file)")
+    remote.add_argument("--max-connections", type=int, default=256, help="open connections at once (default 256)")
+    remote.add_argument("--max-clients", type=int, default=64, help="authenticated clients at once (default 64)")
+    remote.add_argument("--max-queued", type=int, default=100, help="queued and running jobs, all clients (default 100)")
+    remote.add_argument("--max-queued-per-client", type=int, default=20, help="queued and running jobs of one client (default 20)")
+    remote.add_argument("--max-line-mb", type=float, default=64, help="largest message, uploads included, in MB (default 64)")
+    remote.add_argument("--keep-hours", type=float, default=72,
+                        help="finished jobs nobody collected are removed after this many hours (default 72)")
+    remote.add_argument("--auth-timeout", type=float, default=10, help="seconds a new connection has to authenticate (default 10)")
+    remote.add_argument("--allow-remote-shutdown", action="store_true", help="let a client stop the engine with `shutdown`")
+
+
     parser.add_argument("--version", action="version", version=f"aa_engine {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -43,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="JSON-lines protocol on stdin/stdout (docs/protocol.md)")
     _add_model_arguments(serve)
     serve.add_argument("--listen", metavar="HOST:PORT", default=None,
-                       help="serve the same protocol over TCP instead of stdin/stdout (no authentication: trusted networks only)")
+                       help="be a remote engine on this address (e.g. 127.0.0.1:7860, 0.0.0.0:7860, [::1]:7860): many clients, "
+                            "a token, a queue, uploads instead of paths (docs/remote.md); default: stdin/stdout")
+    _add_remote_arguments(serve)
 
     info = commands.add_parser("info", help="what a weights folder holds, what is missing, what the engine would run on")
     _add_model_arguments(info)
@@ -115,13 +139,7 @@ def cmd_serve(args) -> int:
     from aa_engine.protocol.stdio import make_sender, protocol_stdout, serve_stdio
 
     if args.listen:
-        from aa_engine.protocol.tcp import serve_tcp
-
-        host, _, port = args.listen.rpartition(":")
-        if not port.isdigit():
-            raise EngineError(f"--listen needs HOST:PORT (got {args.listen!r}).", "Example: --listen 127.0.0.1:7860", code="bad_request")
-        pipe, info = _load_pipeline(args)
-        return serve_tcp(pipe, info, host or "127.0.0.1", int(port), ready=lambda p: print(f"listening on {host or '127.0.0.1'}:{p}", file=sys.stderr, flush=True))
+        return _serve_remote(args)
 
     send = make_sender(protocol_stdout())
     try:
@@ -187,3 +205,41 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+def _serve_remote(args) -> int:
+    """`serve --listen`: check the address, token and TLS and bind first (a port in use fails at
+    once), then load the weights and serve until interrupted."""
+    from aa_engine.executor import InProcessExecutor
+    from aa_engine.job_store import JobStore
+    from aa_engine.protocol.server import EngineServer, ServerConfig, load_or_create_token, parse_listen
+
+    host, port = parse_listen(args.listen)
+    store = JobStore(args.work_root or Path.home() / ".cache" / "aa_engine" / "work")
+    token = None
+    if args.no_token:
+        if args.token_file:
+            raise EngineError("--no-token and --token-file contradict each other.", "Pass one of them.", code="bad_request")
+    else:
+        token_file = args.token_file or store.root / "token"
+        token, created = load_or_create_token(token_file)
+        print(f"token: {'a new random token was written to' if created else 'read from'} {token_file.expanduser()} "
+              "(give it to the clients; keep it secret)", file=sys.stderr, flush=True)
+    config = ServerConfig(host=host, port=port, token=token, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                          max_line_bytes=int(args.max_line_mb * 1024 * 1024), max_connections=args.max_connections,
+                          max_clients=args.max_clients, max_queued=args.max_queued, max_queued_per_client=args.max_queued_per_client,
+                          keep_s=args.keep_hours * 3600, auth_timeout=args.auth_timeout, allow_shutdown=args.allow_remote_shutdown)
+    server = EngineServer(None, store, config)  # the executor comes once the weights are loaded
+    bound_host, bound_port = server.bind()
+    pipe, info = _load_pipeline(args)
+    server.executor = InProcessExecutor(pipe, info)
+    server.queue.executor = server.executor
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    print(f"listening on {shown}:{bound_port} ({'TLS' if config.tls_cert else 'no TLS'}, "
+          f"{'token required' if token else 'no token'}, work root {store.root})", file=sys.stderr, flush=True)
+    try:
+        return server.serve_forever()
+    except KeyboardInterrupt:
+        print("stopping: running jobs are cancelled; their frames and checkpoints stay in the work root", file=sys.stderr, flush=True)
+        server.stop()
+        return 0
+
+
