@@ -14,7 +14,11 @@ from .errors import InvalidSetting
 
 # 2: jobs may carry a keypoint track; `accepted` echoes the settings and warns of unknown fields;
 #    `hello` says the model's native size and longest window; errors may name a `field`.
-PROTOCOL_VERSION = 2
+# 3: the remote transport (docs/remote.md): `auth` first, inputs uploaded in the job, frames streamed
+#    back with their bytes, a queue (`priority`, `queued`, `status`/`queue`), `attach` after a
+#    disconnect. A protocol-2 client cannot use a protocol-3 remote engine: it would wait for a
+#    `hello` that only comes after `auth`, so the version goes up and both sides say so.
+PROTOCOL_VERSION = 3
 
 # Client -> engine: type -> {field: description}.
 CLIENT_MESSAGES: dict[str, dict[str, str]] = {
@@ -150,3 +154,44 @@ def decode_line(raw: bytes | str) -> dict:
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise InvalidSetting("A message must be a JSON object with a string 'type'.", 'Example: {"type": "ping"}')
     return message
+
+
+# -- the remote transport (protocol 3, aa_engine/protocol/server.py, docs/protocol.md) -------------
+# Declared here, appended to the tables above, so both sides and the docs agree on every name.
+CLIENT_MESSAGES["job"].update({
+    "priority": "int, default 0: higher runs first; equal priorities run first in, first out (remote)",
+    "have": "remote: {index: sha256 hex} of the frames the client already holds; those are not sent again",
+})
+CLIENT_MESSAGES.update({
+    "auth": {"token": "the engine's token (its --token-file)", "client": "a stable random id naming this client: "
+             "jobs belong to it, and only it can cancel or collect them", "protocol": "the client's PROTOCOL_VERSION"},
+    "attach": {"id": "a job of this client's, queued, running or finished", "have": "as in `job`"},
+    "status": {},
+})
+ENGINE_MESSAGES["frame"].update({
+    "data": "remote: the PNG file's bytes, base64", "sha256": "remote: hex digest of those bytes", "size": "remote: byte count",
+})
+ENGINE_MESSAGES["done"].update({"computed_frames": "remote: frames this engine decoded for the job (the rest were resumed)"})
+ENGINE_MESSAGES.update({
+    "auth_required": {"protocol": "the engine's version", "engine_version": "", "tls": "bool: the connection is encrypted"},
+    "queued": {"id": "", "position": "1 = next to run (0 = running)", "eta_s": "estimated seconds until it starts, null until known",
+               "attached": "bool: an existing job of this client's was re-attached, not queued anew"},
+    "file": {"id": "", "name": "video.mp4", "data": "base64", "sha256": "hex", "size": "byte count"},
+    "queue": {"running": "the running job ({position, eta_s, frames_total}; id only when it is yours) or null",
+              "jobs": "your jobs: [{id, state, position, eta_s, frames_done, frames_total}]", "queued": "jobs waiting, all clients",
+              "clients": "connected clients", "device": "", "model": ""},
+})
+ERROR_CODES.update({
+    "auth": "no valid token: the first message on a remote connection must be `auth` with the engine's token",
+    "protocol": "client and engine speak different protocol versions",
+    "forbidden_path": "a remote job named a path on the engine's machine; upload the bytes instead",
+    "unsafe_path": "a file in the engine's work root is a symbolic link; it is not followed",
+    "too_large": "a line, upload or job over the engine's limits",
+    "too_many_connections": "the engine has as many connections as it takes",
+    "queue_full": "the queue holds as many jobs as it takes (in all, or from this client)",
+    "not_found": "no job of yours with that id (a client sees and cancels only its own jobs)",
+    "forbidden": "not allowed over a remote connection (e.g. `shutdown`)",
+})
+ERROR_CODES["busy"] = ("a job is already running (stdio); or, remote, a job of yours with that id is still running with "
+                       "other inputs")
+JOB_FIELDS = frozenset(CLIENT_MESSAGES["job"]) | {"type"}  # with the remote fields: no "unknown field" warning for them

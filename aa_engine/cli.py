@@ -24,8 +24,6 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aa_engine", description="Animate Anyone engine: reference image + skeleton maps -> video.")
 def _add_remote_arguments(serve: argparse.ArgumentParser) -> None:
     """The remote engine's flags (with --listen; aa_engine/protocol/server.py, docs/remote.md)."""
     remote = serve.add_argument_group("remote engine (with --listen)")
@@ -48,6 +46,8 @@ def _add_remote_arguments(serve: argparse.ArgumentParser) -> None:
     remote.add_argument("--allow-remote-shutdown", action="store_true", help="let a client stop the engine with `shutdown`")
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aa_engine", description="Animate Anyone engine: reference image + skeleton maps -> video.")
     parser.add_argument("--version", action="version", version=f"aa_engine {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -150,6 +150,44 @@ def cmd_serve(args) -> int:
     return serve_stdio(EngineSession(pipe, info, send))
 
 
+def _serve_remote(args) -> int:
+    """`serve --listen`: check the address, token and TLS and bind first (a port in use fails at
+    once), then load the weights and serve until interrupted."""
+    from aa_engine.executor import InProcessExecutor
+    from aa_engine.job_store import JobStore
+    from aa_engine.protocol.server import EngineServer, ServerConfig, load_or_create_token, parse_listen
+
+    host, port = parse_listen(args.listen)
+    store = JobStore(args.work_root or Path.home() / ".cache" / "aa_engine" / "work")
+    token = None
+    if args.no_token:
+        if args.token_file:
+            raise EngineError("--no-token and --token-file contradict each other.", "Pass one of them.", code="bad_request")
+    else:
+        token_file = args.token_file or store.root / "token"
+        token, created = load_or_create_token(token_file)
+        print(f"token: {'a new random token was written to' if created else 'read from'} {token_file.expanduser()} "
+              "(give it to the clients; keep it secret)", file=sys.stderr, flush=True)
+    config = ServerConfig(host=host, port=port, token=token, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                          max_line_bytes=int(args.max_line_mb * 1024 * 1024), max_connections=args.max_connections,
+                          max_clients=args.max_clients, max_queued=args.max_queued, max_queued_per_client=args.max_queued_per_client,
+                          keep_s=args.keep_hours * 3600, auth_timeout=args.auth_timeout, allow_shutdown=args.allow_remote_shutdown)
+    server = EngineServer(None, store, config)  # the executor comes once the weights are loaded
+    bound_host, bound_port = server.bind()
+    pipe, info = _load_pipeline(args)
+    server.executor = InProcessExecutor(pipe, info)
+    server.queue.executor = server.executor
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    print(f"listening on {shown}:{bound_port} ({'TLS' if config.tls_cert else 'no TLS'}, "
+          f"{'token required' if token else 'no token'}, work root {store.root})", file=sys.stderr, flush=True)
+    try:
+        return server.serve_forever()
+    except KeyboardInterrupt:
+        print("stopping: running jobs are cancelled; their frames and checkpoints stay in the work root", file=sys.stderr, flush=True)
+        server.stop()
+        return 0
+
+
 def cmd_info(args) -> int:
     import torch
 
@@ -205,41 +243,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-def _serve_remote(args) -> int:
-    """`serve --listen`: check the address, token and TLS and bind first (a port in use fails at
-    once), then load the weights and serve until interrupted."""
-    from aa_engine.executor import InProcessExecutor
-    from aa_engine.job_store import JobStore
-    from aa_engine.protocol.server import EngineServer, ServerConfig, load_or_create_token, parse_listen
-
-    host, port = parse_listen(args.listen)
-    store = JobStore(args.work_root or Path.home() / ".cache" / "aa_engine" / "work")
-    token = None
-    if args.no_token:
-        if args.token_file:
-            raise EngineError("--no-token and --token-file contradict each other.", "Pass one of them.", code="bad_request")
-    else:
-        token_file = args.token_file or store.root / "token"
-        token, created = load_or_create_token(token_file)
-        print(f"token: {'a new random token was written to' if created else 'read from'} {token_file.expanduser()} "
-              "(give it to the clients; keep it secret)", file=sys.stderr, flush=True)
-    config = ServerConfig(host=host, port=port, token=token, tls_cert=args.tls_cert, tls_key=args.tls_key,
-                          max_line_bytes=int(args.max_line_mb * 1024 * 1024), max_connections=args.max_connections,
-                          max_clients=args.max_clients, max_queued=args.max_queued, max_queued_per_client=args.max_queued_per_client,
-                          keep_s=args.keep_hours * 3600, auth_timeout=args.auth_timeout, allow_shutdown=args.allow_remote_shutdown)
-    server = EngineServer(None, store, config)  # the executor comes once the weights are loaded
-    bound_host, bound_port = server.bind()
-    pipe, info = _load_pipeline(args)
-    server.executor = InProcessExecutor(pipe, info)
-    server.queue.executor = server.executor
-    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    print(f"listening on {shown}:{bound_port} ({'TLS' if config.tls_cert else 'no TLS'}, "
-          f"{'token required' if token else 'no token'}, work root {store.root})", file=sys.stderr, flush=True)
-    try:
-        return server.serve_forever()
-    except KeyboardInterrupt:
-        print("stopping: running jobs are cancelled; their frames and checkpoints stay in the work root", file=sys.stderr, flush=True)
-        server.stop()
-        return 0
-
-
