@@ -1,11 +1,17 @@
-"""Pose export speed: a generated Rigify rig, animated, exported frame by frame (maps + track).
+"""Pose export speed: a generated Rigify rig, animated, from keyframes to the job's inputs.
 
     .venv/blender-5.0/bin/python benchmarks/pose_export_bench.py                  # 240 frames, 512x768
     .venv/blender-4.2/bin/python benchmarks/pose_export_bench.py --frames 48 --hands
 
-Prints one table: per-frame cost of evaluation (scene.frame_set), projection (pose matrices ->
-pixels), drawing (draw.py) and PNG writing, the whole export, and for comparison the projection
-alone, ours (one foreach_get + numpy) against bpy_extras' world_to_camera_view point by point.
+Measures, in one run on the same scene and frames (best of --repeat runs each, interleaved so a
+change of load hits them alike), wall-clock and CPU time (this process, all its threads: steadier
+than wall time on a shared machine):
+  (a) job-ready inputs: export_shot as the add-on calls it (evaluate + project + write keypoints.json);
+  (b) the evaluation floor: scene.frame_set for the same frames, alone;
+  (b2) another evaluation: setting scene.frame_current and updating only the view layer's depsgraph
+      for the same frames, alone (it does the same work as frame_set: no lower floor);
+  (c) the old map-drawing export: the track and a PNG map per frame (drawn in numpy in Blender).
+Prints the stages of (a) and (c) and the ratios; the target is (a) within 1.25x of (b).
 """
 
 from __future__ import annotations
@@ -59,31 +65,40 @@ def build_scene(frames: int, width: int, height: int):
     return scene, rig, cam
 
 
-def projection_alone(scene, rig, cam, frames: int, width: int, height: int) -> tuple[float, float]:
-    """Seconds for the body points of every frame: (KeypointProjector.project, the same points
-    one by one with bpy_extras' world_to_camera_view)."""
-    from bpy_extras.object_utils import world_to_camera_view
+def timed(fn, *args, **kwargs):
+    """(wall seconds, CPU seconds, fn's result)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = fn(*args, **kwargs)
+    return time.perf_counter() - wall, time.process_time() - cpu, result
 
-    from blender_addon.skeleton import export
-    from blender_addon.skeleton.project import KeypointProjector
 
-    resolved = export.resolve_for_armature(rig)
-    projector = KeypointProjector(rig, resolved)
-    bones = [(p.bone, p.at) for p in resolved.points[:18] if p is not None and p.bone]
-    ours = per_point = 0.0
-    for f in range(1, frames + 1):
+def frame_set_floor(scene, frames: list[int]) -> None:
+    """Evaluate the frames with scene.frame_set, nothing else."""
+    for f in frames:
         scene.frame_set(f)
-        t0 = time.perf_counter()
-        projector.project(scene, cam, width, height)
-        t1 = time.perf_counter()
-        for bone, at in bones:
-            pb = rig.pose.bones[bone]
-            v = world_to_camera_view(scene, cam, rig.matrix_world @ (pb.head if at == "head" else pb.tail))
-            _ = (v.x * width, (1 - v.y) * height)
-        t2 = time.perf_counter()
-        ours += t1 - t0
-        per_point += t2 - t1
-    return ours, per_point
+
+
+def depsgraph_floor(scene, frames: list[int]) -> None:
+    """Evaluate the frames by setting the frame and updating the view layer's depsgraph (the
+    first with frame_set: subframe 0)."""
+    import bpy
+
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    scene.frame_set(frames[0])
+    for f in frames[1:]:
+        scene.frame_current = f
+        depsgraph.update()
+
+
+def export_once(scene, rig, frames: int, width: int, height: int, hands: bool, maps: bool):
+    """One export into a fresh folder: (ExportResult, mean PNG bytes); the add-on's (track only),
+    or with maps=True the old one (track and PNG maps)."""
+    from blender_addon.skeleton import export
+
+    with tempfile.TemporaryDirectory() as out:
+        result = export.export_shot(export.ExportRequest(scene, rig, out, 1, frames, width, height, hands=hands, write_maps=maps))
+        png = sum(p.stat().st_size for p in result.map_paths) / max(1, len(result.map_paths))
+    return result, png
 
 
 def main() -> int:
@@ -91,39 +106,61 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=240)
     parser.add_argument("--width", type=int, default=512)
     parser.add_argument("--height", type=int, default=768)
-    parser.add_argument("--hands", action="store_true", help="also project and draw the hands")
+    parser.add_argument("--hands", action="store_true", help="also project (and in the old export draw) the hands")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of (a), (b) and (b2) each (the best counts); (c) runs once")
     args = parser.parse_args()
 
     import bpy
-
-    from blender_addon.skeleton import export
+    import numpy as np
 
     t = time.perf_counter()
     scene, rig, cam = build_scene(args.frames, args.width, args.height)
     build_s = time.perf_counter() - t
-    with tempfile.TemporaryDirectory() as out:
-        t = time.perf_counter()
-        result = export.export_shot(scene, rig, out, 1, args.frames, args.width, args.height, hands=args.hands)
-        total_s = time.perf_counter() - t
-        size = sum(p.stat().st_size for p in result.map_paths) / len(result.map_paths)
-    ours_s, point_s = projection_alone(scene, rig, cam, args.frames, args.width, args.height)
+    frames = list(range(1, args.frames + 1))
+    n, size = args.frames, (args.width, args.height)
+    scene.frame_set(1)
 
-    n = args.frames
-    print(f"Blender {bpy.app.version_string}; Rigify rig with {len(rig.pose.bones)} pose bones "
-          f"(built in {build_s:.1f} s); {n} frames at {args.width}x{args.height}; hands={args.hands}; "
-          f"{os.cpu_count()} CPUs; mean PNG {size / 1024:.1f} KiB")
-    print(f"{'stage':<44}{'total s':>10}{'ms/frame':>10}")
-    rows = [
-        ("evaluate (scene.frame_set)", result.timings["evaluate"]),
-        ("project (in export: + bookkeeping)", result.timings["project"]),
-        ("draw (draw.py)", result.timings["draw"]),
-        ("write PNG (zlib)", result.timings["write_png"]),
-        ("whole export_shot (incl. track JSON)", total_s),
-        ("projection alone: KeypointProjector.project", ours_s),
-        ("projection alone: world_to_camera_view/point", point_s),
-    ]
-    for name, seconds in rows:
-        print(f"{name:<44}{seconds:>10.3f}{1000 * seconds / n:>10.2f}")
+    export_once(scene, rig, n, *size, args.hands, maps=False)  # warm-up
+    runs: dict[str, list] = {"a": [], "b": [], "b2": []}
+    results = []
+    for _ in range(max(1, args.repeat)):
+        wall, cpu, (result, _) = timed(export_once, scene, rig, n, *size, args.hands, maps=False)
+        runs["a"].append((wall, cpu))
+        results.append(result)
+        runs["b"].append(timed(frame_set_floor, scene, frames)[:2])
+        runs["b2"].append(timed(depsgraph_floor, scene, frames)[:2])
+    old_wall, old_cpu, (old, png) = timed(export_once, scene, rig, n, *size, args.hands, maps=True)
+    best = {k: (min(w for w, _ in v), min(c for _, c in v)) for k, v in runs.items()}
+    best["c"] = (old_wall, old_cpu)
+    new = results[min(range(len(results)), key=lambda i: runs["a"][i][0])]
+    floor_wall, floor_cpu = best["b"]
+
+    print(f"Blender {bpy.app.version_string}; Rigify rig with {len(rig.pose.bones)} pose bones (built in {build_s:.1f} s); "
+          f"{n} frames at {args.width}x{args.height}; hands={args.hands}; {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f}; best of {args.repeat}; (c) once, mean PNG {png / 1024:.1f} KiB")
+    print(f"{'':<56}{'wall s':>8}{'ms/frame':>9}{'x (b)':>7}{'cpu s':>8}{'ms/frame':>9}{'x (b)':>7}")
+
+    def row(name, wall, cpu=None):
+        line = f"{name:<56}{wall:>8.3f}{1000 * wall / n:>9.2f}{wall / floor_wall:>7.2f}"
+        if cpu is not None:
+            line += f"{cpu:>8.3f}{1000 * cpu / n:>9.2f}{cpu / floor_cpu:>7.2f}"
+        print(line)
+
+    row("(a) job-ready inputs: export_shot, track only", *best["a"])
+    row("      evaluate (scene.frame_set)", new.timings["evaluate"])
+    row("      project (mapped bones -> pixels, hidden face pts)", new.timings["project"])
+    row("      write keypoints.json", new.timings["write_track"])
+    row("(b) evaluation floor: scene.frame_set alone", *best["b"])
+    row("(b2) frame_current + depsgraph.update alone", *best["b2"])
+    row("(c) old export: track + PNG maps", *best["c"])
+    row("      evaluate (scene.frame_set)", old.timings["evaluate"])
+    row("      project", old.timings["project"])
+    row("      draw (aa_contract.draw, numpy)", old.timings["draw"])
+    row("      write PNG (zlib)", old.timings["write_png"])
+    print(f"(a) / (b): wall {best['a'][0] / floor_wall:.2f}, cpu {best['a'][1] / floor_cpu:.2f} (target <= 1.25); "
+          f"(c) / (a): wall {old_wall / best['a'][0]:.1f}, cpu {old_cpu / best['a'][1]:.1f}")
+    same = all(np.array_equal(x.body, y.body, equal_nan=True) for x, y in zip(new.track.frames, old.track.frames))
+    print(f"keypoints of (a) and (c) identical: {same}")
     sys.stdout.flush()
     os._exit(0)  # bpy 4.2 can crash at exit after rigify was enabled
 

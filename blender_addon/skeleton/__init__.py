@@ -1,7 +1,8 @@
-"""From an armature's animation to OpenPose-style skeleton maps (docs/keypoints.md).
+"""From an armature's animation to the keypoint track, the job's pose input (docs/keypoints.md).
 
-bpy-free modules (usable by the engine too): draw.py (the DWPose drawing, numpy only), track.py
-(the keypoint track file; `python -m blender_addon.skeleton.track draw` redraws maps from one),
-bone_maps.py (bone map files, detection), png.py (PNG writer), errors.py.
-bpy modules: project.py (pose -> keypoints through the camera), export.py (`export_shot`).
+bpy-free modules: bone_maps.py (bone map files, detection), track.py (drawing a track into map
+files, rescaling a track, `python -m blender_addon.skeleton.track`), rescale.py, errors.py. The
+track format and the DWPose drawing are the contract's (aa_contract.keypoints, aa_contract.draw).
+bpy modules: project.py (pose -> keypoints through the camera, hidden face points), export.py
+(`export_shot(ExportRequest(...))`).
 """

@@ -68,8 +68,6 @@ class ExportRequest:
     rescale: rescale the poses to a reference character (RescaleTo).
     write_maps: also draw the skeleton maps as PNGs (the job needs only the track).
     hide_turned_away: face points on a head turned away from the camera are missing (project.py).
-    full_frame_set: evaluate every frame with `scene.frame_set` even where the faster depsgraph
-    update gives the same poses (see `_frame_evaluator`).
     """
 
     scene: object
@@ -87,7 +85,6 @@ class ExportRequest:
     rescale: RescaleTo | None = None
     write_maps: bool = False
     hide_turned_away: bool = True
-    full_frame_set: bool = False
 
     @property
     def frames(self) -> list[int]:
@@ -109,7 +106,6 @@ class ExportResult:
     missing_bones: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per step, summed over frames
-    evaluation: str = ""                  # how frames were evaluated: "depsgraph" or "frame_set"
 
 
 def export_shot(request: ExportRequest, progress=None) -> ExportResult:
@@ -140,7 +136,6 @@ def export_shot(request: ExportRequest, progress=None) -> ExportResult:
         map_paths=map_paths, track_path=track_path, bone_map_name=resolved.bone_map.name,
         missing_keypoints=_missing_report(resolved, projection, len(request.frames)), track=track,
         prefix=resolved.prefix, missing_bones=resolved.missing_bones, notes=notes, timings=timings,
-        evaluation=projection.evaluation,
     )
 
 
@@ -237,50 +232,23 @@ class Projection:
     out_of_view: list[int]     # per body keypoint: frames where it is behind the camera or outside the frame
     turned_away: list[int]     # per body keypoint: frames where the head hides it
     empty_frames: list[int]    # frames where no body keypoint is in view
-    evaluation: str = ""
-
-
-def _frame_evaluator(request: ExportRequest):
-    """(how, evaluate(frame)): how each frame is evaluated.
-
-    `scene.frame_set(f)` evaluates every depsgraph of the scene and runs the frame-change handlers,
-    the camera markers and sound seeking. Setting `scene.frame_current` and updating only the
-    view layer's depsgraph evaluates the same animation, drivers and constraints (the depsgraph
-    re-evaluates time-dependent data when the frame changed) in less than half the time on a
-    Rigify rig, and gives the same pose matrices (tests/blender/test_pose_rigify.py and
-    test_rig_bundled.py compare the tracks). It is used unless something only frame_set does
-    could change the poses: frame-change handlers, cameras bound to markers (when projecting
-    through the scene camera), or a scene that is not the context's.
-    """
-    scene = request.scene
-    handlers = bpy.app.handlers.frame_change_pre or bpy.app.handlers.frame_change_post
-    markers = request.camera is None and any(m.camera is not None for m in scene.timeline_markers)
-    context_scene = getattr(bpy.context, "scene", None) == scene and getattr(bpy.context, "view_layer", None) is not None
-    if request.full_frame_set or handlers or markers or not context_scene:
-        return "frame_set", scene.frame_set
-    depsgraph = bpy.context.evaluated_depsgraph_get()
-
-    def evaluate(frame: int) -> None:
-        scene.frame_current = frame
-        depsgraph.update()
-
-    return "depsgraph", evaluate
 
 
 def project_frames(request: ExportRequest, projector: KeypointProjector, frames: list[int], timings: dict, after_frame=None) -> Projection:
-    """Evaluate and project every frame; the user's frame and subframe are restored afterwards,
-    also on error. after_frame() runs after each frame."""
+    """Evaluate (`scene.frame_set`, once per frame) and project every frame; the user's frame and
+    subframe are restored afterwards, also on error. after_frame() runs after each frame.
+
+    frame_set is the evaluation floor: setting `scene.frame_current` and updating only the view
+    layer's depsgraph evaluates the same animation, drivers and constraints and costs the same CPU
+    time on a Rigify rig (benchmarks/pose_export_bench.py measures both), while it would skip the
+    frame-change handlers and camera markers frame_set runs."""
     scene, (width, height) = request.scene, request.size
     result = Projection([], [], [0] * len(BODY_NAMES), [0] * len(BODY_NAMES), [])
-    result.evaluation, evaluate = _frame_evaluator(request)
     user_frame, user_subframe = scene.frame_current, scene.frame_subframe
     try:
-        for n, f in enumerate(frames):
+        for f in frames:
             t0 = time.perf_counter()
-            if n == 0:
-                scene.frame_set(f)  # a whole frame first: subframe 0, every depsgraph at the shot's start
-            else:
-                evaluate(f)
+            scene.frame_set(f)
             t1 = time.perf_counter()
             cam = check_camera(scene, request.camera)  # markers may switch the active camera per frame
             if cam not in result.cameras:
@@ -381,7 +349,7 @@ def _reference_track(request: ExportRequest, projector, resolved, camera, timing
         return reference
     frame = int(rescale.reference_frame)
     at_frame = ExportRequest(request.scene, request.armature, request.out_dir, frame, frame, request.width, request.height,
-                             camera=camera, fps=request.fps, full_frame_set=True)
+                             camera=camera, fps=request.fps)
     projection = project_frames(at_frame, projector, [frame], timings)
     if not projection.keypoints[0].body[NECK, 2] > 0:
         raise NothingInView(

@@ -191,38 +191,6 @@ def test_the_ear_is_the_middle_of_the_ear_bones(rigify_shot, tmp_path):
         assert 3.0 < y - tail_y < 8.0, (name, y - tail_y)
 
 
-def test_the_depsgraph_update_gives_the_same_keypoints_as_frame_set(rigify_shot, tmp_path):
-    """Frames after the first are evaluated by updating the view layer's depsgraph; a full
-    scene.frame_set per frame must give identical keypoints (hands and face included)."""
-    scene, rig, cam = rigify_shot
-    fast = export.export_shot(export.ExportRequest(scene, rig, str(tmp_path / "fast"), 1, 10, W, H, hands=True, face=True))
-    full = export.export_shot(export.ExportRequest(scene, rig, str(tmp_path / "full"), 1, 10, W, H, hands=True, face=True,
-                                                   full_frame_set=True))
-    assert (fast.evaluation, full.evaluation) == ("depsgraph", "frame_set")
-    for a, b in zip(fast.track.frames, full.track.frames):
-        for part in ("body", "hands", "face"):
-            assert np.array_equal(getattr(a, part), getattr(b, part), equal_nan=True), (a.frame, part)
-    assert fast.track_path.read_bytes().split(b'"frames"')[1] == full.track_path.read_bytes().split(b'"frames"')[1]
-    moved = np.abs(fast.track.frames[0].body[:, :2] - fast.track.frames[-1].body[:, :2])
-    assert np.nanmax(moved) > 50  # the frames really differ: the comparison is not of one pose
-
-
-def test_frame_change_handlers_get_a_full_frame_set(rigify_shot, tmp_path):
-    """A frame-change handler may pose the rig: with one registered, every frame is frame_set."""
-    scene, rig, cam = rigify_shot
-    calls = []
-
-    def handler(scene, depsgraph=None):
-        calls.append(scene.frame_current)
-
-    bpy.app.handlers.frame_change_post.append(handler)
-    try:
-        result = export.export_shot(export.ExportRequest(scene, rig, str(tmp_path), 1, 4, W, H))
-    finally:
-        bpy.app.handlers.frame_change_post.remove(handler)
-    assert result.evaluation == "frame_set" and calls[:4] == [1, 2, 3, 4]
-
-
 def test_seen_from_behind_the_face_is_hidden(rigify_shot, tmp_path):
     scene, rig, cam = rigify_shot
     rig.rotation_euler = (0.0, 0.0, math.pi)
