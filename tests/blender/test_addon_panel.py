@@ -238,3 +238,94 @@ def test_preferences_draw(shot, check_state):
     assert "animate_anyone.check_engine" in ops and "animate_anyone.setup_engine" in ops
     if check_state == "error":
         assert any("does not exist" in t for t in texts(calls))
+
+
+# -- shots, queue, versions ------------------------------------------------------------------------
+def _queue_in_every_state(tmp_path):
+    """A queue holding one entry per state; the running one with a progress and a latest frame."""
+    from types import SimpleNamespace as NS
+
+    from blender_addon.errors import EngineCrashed
+    from blender_addon.render_queue import RenderQueue
+    from blender_addon.render_task import JobProgress
+
+    frame = tmp_path / "frame_00001.png"
+    import bpy
+
+    image = bpy.data.images.new("f", 8, 8)
+    image.filepath_raw, image.file_format = str(frame), 'PNG'
+    image.save()
+    bpy.data.images.remove(image)
+    queue = RenderQueue()
+    for name in ("Shot 1", "Shot 2", "Shot 3", "Shot 4", "Shot 5"):
+        queue.add("Scene", name)
+    done, running, failed, cancelled, _waiting = queue.entries
+    done.state, done.version, done.message = "done", "v001", "Done: 2 frames in /x (3 s)"
+    running.state, running.version = "running", "v002"
+    running.task = NS(progress=JobProgress(state="running", stage="denoise", step=3, total=10, frames_total=8, eta_s=75.0, latest_frame=str(frame)))
+    failed.state, failed.version = "error", "v001"
+    failed.message, failed.hint = "The engine stopped in the middle of the job (exit code -9).", "Render again to resume."
+    failed.task = NS(progress=JobProgress(state="error", error=EngineCrashed("x")))
+    cancelled.state, cancelled.message = "cancelled", "Cancelled. 0 frame(s) on disk are kept; render again to resume."
+    return queue
+
+
+def test_queue_panel_draws_every_state(shot, tmp_path):
+    import bpy
+
+    from blender_addon import panel, runtime
+
+    empty = texts(draw(panel.ANIMATE_ANYONE_PT_queue.draw, bpy.context))
+    assert empty == ["The queue is empty: 'Render All Shots' or 'Render Selected' fills it."]
+    runtime.queue = _queue_in_every_state(tmp_path)
+    try:
+        calls = draw(panel.ANIMATE_ANYONE_PT_queue.draw, bpy.context)
+    finally:
+        from blender_addon.render_queue import RenderQueue
+
+        runtime.queue = RenderQueue()
+    lines = texts(calls)
+    assert lines[0] == "1 waiting, 1 running, 1 done, 1 failed, 1 cancelled; running shot ETA 1m15s"
+    assert "Shot 1 v001: done (Done: 2 frames in /x (3 s))" in lines
+    assert "Denoise, step 3/10, frames 0/8, ETA 1m15s" in lines  # the running shot's progress bar
+    assert "Latest frame: frame_00001.png" in lines  # the live preview of the running shot
+    assert "Shot 3 v001: failed: The engine stopped in the middle of the job (exit code -9)." in lines and "Render again to resume." in lines
+    assert "Shot 4: cancelled" in lines and "Shot 5: waiting" in lines
+    operators = [(c[1][0], c[2].get("text")) for c in calls if c[0] == "operator"]
+    assert operators.count(("animate_anyone.queue_retry", "Retry")) == 2  # the failed and the cancelled shot
+    assert ("animate_anyone.queue_cancel", "Cancel All") in operators
+    assert operators.count(("animate_anyone.queue_cancel", "")) == 2  # the running and the waiting shot
+    assert [c for c in calls if c[0] == "progress"][0][2]["factor"] == pytest.approx(0.06 + 0.86 * 0.3)
+
+
+def test_shot_panel_with_a_shot_list_draws_the_active_shots_editor_and_versions(shot, tmp_path):
+    import bpy
+
+    from blender_addon import panel, shots
+
+    calls = draw(panel.ANIMATE_ANYONE_PT_shot.draw, bpy.context)
+    assert any(c[0] == "template_list" and c[1][0] == "ANIMATE_ANYONE_UL_shots" for c in calls)
+    assert "shot_name" in [c[1][1] for c in calls if c[0] == "prop"]  # no list: the single shot's name
+    item = shots.new_shot(shot, "Shot A", 1, 4)
+    version = item.versions.add()
+    version.name, version.state, version.summary = "v001", "done", "seed 42, 2 steps, guidance 3.5, 64x96"
+    item.override_context = True
+    calls = draw(panel.ANIMATE_ANYONE_PT_shot.draw, bpy.context)
+    props = [(c[1][0], c[1][1]) for c in calls if c[0] == "prop"]
+    assert (item, "frame_start") in props and (item, "camera") in props and (item, "seed") in props
+    assert (item, "context_frames") in props and (shot.animate_anyone, "steps") in props  # own context, the scene's sampling
+    assert (item, "steps") not in props
+    assert "shot_name" not in [p for _, p in props]
+    lists = [c[1][0] for c in calls if c[0] == "template_list"]
+    assert lists == ["ANIMATE_ANYONE_UL_shots", "ANIMATE_ANYONE_UL_versions"]
+    operators = [c[1][0] for c in calls if c[0] == "operator"]
+    for op in ("animate_anyone.shots_from_markers", "animate_anyone.version_render_again", "animate_anyone.version_delete",
+               "animate_anyone.render_shots", "animate_anyone.render"):
+        assert op in operators
+    assert "Render 'Shot A'" in [c[2].get("text") for c in calls if c[0] == "operator"]
+    # The lists' rows.
+    row_calls = []
+    holder = SimpleNamespace()
+    panel.ANIMATE_ANYONE_UL_shots.draw_item(holder, bpy.context, CheckedLayout(row_calls), shot.animate_anyone, item, 0, None, "", 0)
+    panel.ANIMATE_ANYONE_UL_versions.draw_item(holder, bpy.context, CheckedLayout(row_calls), item, version, 0, None, "", 0)
+    assert "1-4" in texts(row_calls) and "seed 42, 2 steps, guidance 3.5, 64x96" in texts(row_calls)
