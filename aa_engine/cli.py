@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from aa_engine import __version__
 from aa_engine.config import GenerationConfig
 from aa_contract import settings
-from aa_engine.errors import EngineError, UserError
+from aa_engine.errors import Cancelled, EngineError, UserError, internal_error
 
 log = logging.getLogger("aa_engine")
 
@@ -100,7 +102,62 @@ def _load_pipeline(args):
     return AnimateAnyonePipeline(model, device, dtype), info
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM before a job could stop at a step's end; `signum` says which."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class StopOnSignal:
+    """SIGINT/SIGTERM for a command that runs one job in the main thread: while the job runs, the
+    first signal asks it to stop after its current step (frames and checkpoint kept); a second
+    one, or one outside the job, stops at once (raises Interrupted). Frames and the checkpoint
+    are written atomically, so even then nothing on disk is half-written."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self.job_running = False
+        self._previous: dict = {}
+
+    def __enter__(self) -> "StopOnSignal":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, _frame) -> None:
+        if not self.job_running or self.signum is not None:
+            raise Interrupted(signum)
+        self.signum = signum
+        print(f"\n{signal.Signals(signum).name}: stopping after the current step "
+              "(press Ctrl-C again to stop at once; the frames on disk are kept either way)", file=sys.stderr, flush=True)
+
+    def should_cancel(self) -> bool:
+        return self.signum is not None
+
+
+def _interrupted(signum: int, out: Path) -> int:
+    print(f"interrupted ({signal.Signals(signum).name}): the frames already in {out} are kept; "
+          "rerun the same command to resume", file=sys.stderr)
+    return 128 + signum
+
+
 def cmd_animate(args) -> int:
+    with StopOnSignal() as stop:
+        try:
+            return _animate(args, stop)
+        except Interrupted as exc:
+            return _interrupted(exc.signum, args.out)
+        except Cancelled:
+            return _interrupted(stop.signum or signal.SIGINT, args.out)
+
+
+def _animate(args, stop: StopOnSignal) -> int:
     from tqdm import tqdm
 
     from aa_engine.jobs import JobSpec, run_job
@@ -125,9 +182,11 @@ def cmd_animate(args) -> int:
             bar.n = fields["step"]
             bar.refresh()
 
+    stop.job_running = True
     try:
-        result = run_job(pipe, info.identity, spec, emit)
+        result = run_job(pipe, info.identity, spec, emit, stop.should_cancel)
     finally:
+        stop.job_running = False
         for bar in bars.values():
             bar.close()
     print(f"{result['frames']} frames in {result['output']}" + (f", video {result['video']}" if result["video"] else ""))
@@ -143,10 +202,17 @@ def cmd_serve(args) -> int:
 
     send = make_sender(protocol_stdout())
     try:
-        pipe, info = _load_pipeline(args)
-    except EngineError as exc:
+        with StopOnSignal():  # while loading, a signal ends the engine at once
+            pipe, info = _load_pipeline(args)
+    except Interrupted as exc:
+        log.info("%s while loading the weights: exiting", signal.Signals(exc.signum).name)
+        return 0
+    except UserError as exc:
         send({"type": "error", "id": None, **exc.to_dict()})
         return 2
+    except Exception as exc:  # noqa: BLE001 - the client gets an error event, never a bare traceback
+        send({"type": "error", "id": None, **internal_error(exc, log, "loading the weights").to_dict()})
+        return 1
     return serve_stdio(EngineSession(pipe, info, send))
 
 
@@ -217,6 +283,17 @@ def cmd_info(args) -> int:
     return 0
 
 
+class _TracebackOnlyVerbose:
+    """A logger stand-in for internal_error: the traceback is printed only with -v."""
+
+    def __init__(self, verbose: bool):
+        self.verbose = verbose
+
+    def error(self, fmt: str, *args) -> None:
+        if self.verbose:
+            log.error(fmt, *args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -239,6 +316,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: frames already written are kept; rerun the same command to resume", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug: two readable lines, the traceback in the log
+        error = internal_error(exc, _TracebackOnlyVerbose(args.verbose), f"`{args.command}`")
+        print(f"error: {error.message}", file=sys.stderr)
+        print("hint: this is a bug; rerun with -v for the traceback and report it.", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

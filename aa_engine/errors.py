@@ -52,3 +52,16 @@ class Cancelled(EngineError):
 
     def __init__(self, message: str = "The job was cancelled.", hint: str = ""):
         super().__init__(message, hint)
+
+
+def internal_error(exc: BaseException, logger, doing: str) -> EngineError:
+    """An unexpected exception as an `internal` error a user can report: the traceback goes to the
+    log (stderr), the message names the exception. `doing` says what failed ("job shot_010")."""
+    import traceback
+
+    logger.error("%s failed:\n%s", doing, "".join(traceback.format_exception(exc)))
+    text = str(exc)
+    if len(text) > 300:
+        text = text[:300] + "..."
+    return EngineError(f"Internal error while {doing}: {exc.__class__.__name__}: {text}",
+                       "This is a bug; the engine log (stderr) has the traceback. The engine keeps serving.", code="internal")
