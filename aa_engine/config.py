@@ -194,9 +194,11 @@ class _GenerationMethods:
 GenerationConfig = dataclasses.make_dataclass(
     "GenerationConfig",
     [(s.name, s.type | None if s.default is None else s.type, field(default=s.default)) for s in settings.SETTINGS]
-    + [("reference_attention", bool, field(default=True))],  # off = the "CLIP path only" ablation
+    + [("reference_attention", bool, field(default=True)),  # off = the "CLIP path only" ablation
+       ("motion_modules", bool, field(default=True))],  # off = the image-level (stage 1) model, frame by frame
     bases=(_GenerationMethods,),
     namespace={"__doc__": "The knobs of one generation: the contract's settings (aa_contract/settings.py) "
-                          "plus reference_attention (off = the CLIP-only ablation)."},
+                          "plus reference_attention (off = the CLIP-only ablation) and motion_modules "
+                          "(off = the no-temporal-layer ablation)."},
 )
 GenerationConfig.__module__ = __name__

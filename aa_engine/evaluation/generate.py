@@ -19,10 +19,12 @@ def generate_clip(
     seed: int = 42,
     device: str | torch.device = "cpu",
     reference_attention: bool = True,
+    motion_modules: bool = True,
 ) -> np.ndarray:
     """The clip's reference + skeleton maps -> generated frames (f, H, W, 3) uint8, at the clip's size.
 
-    The whole clip is one context window (as long as the motion modules allow).
+    The whole clip is one context window (as long as the motion modules allow). reference_attention
+    and motion_modules switch those parts off for the ablations (the model is not changed).
     """
     from aa_engine.pipeline import AnimateAnyonePipeline
 
@@ -32,12 +34,8 @@ def generate_clip(
     config = GenerationConfig(
         width=width, height=height, steps=steps, guidance=guidance, seed=seed,
         context_frames=window, context_overlap=min(4, window - 1) if frames > window else 0,
-        reference_attention=reference_attention,
+        reference_attention=reference_attention, motion_modules=motion_modules,
     )
     pipe = AnimateAnyonePipeline(model, device)
-    try:
-        out = pipe(Image.fromarray(clip.reference), [Image.fromarray(p) for p in clip.poses], config)
-    finally:
-        model.bank.enabled = True
-        model.bank.clear()
+    out = pipe(Image.fromarray(clip.reference), [Image.fromarray(p) for p in clip.poses], config)
     return np.stack(out)

@@ -2,7 +2,9 @@
 
 `build_model(config)` makes one with random weights (see aa_engine.weights for loading real ones).
 The methods below are the model's steps in data-flow order; the sampling loop lives in
-aa_engine.pipeline.
+aa_engine.pipeline. The model holds weights only: what one generation computes (the reference
+tokens, the pose features) is returned to the caller and passed back in explicitly, so a model can
+be shared, switched per call (reference attention, motion modules) and deep-copied.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from aa_engine.config import ModelConfig
 from aa_engine.models.pose_guider import PoseGuider
-from aa_engine.models.reference_attention import ReferenceBank, install_reference_attention
-from aa_engine.models.video_unet import inflate_unet, motion_modules, strip_reference_head, video_forward
+from aa_engine.models.reference_attention import ReferenceTokens, install_reference_attention, record_reference
+from aa_engine.models.video_unet import DeepCache, inflate_unet, motion_modules, strip_reference_head, video_forward
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -43,8 +45,7 @@ class AnimateAnyoneModel(nn.Module):
         self.reference_unet = reference_unet
         self.denoising_unet = denoising_unet
         self.pose_guider = pose_guider
-        self.bank = ReferenceBank()
-        self.num_reference_blocks = install_reference_attention(reference_unet, denoising_unet, self.bank)
+        self.num_reference_blocks = install_reference_attention(reference_unet, denoising_unet)
 
     @property
     def scaling_factor(self) -> float:
@@ -82,11 +83,11 @@ class AnimateAnyoneModel(nn.Module):
         return self.vae.encode(images).latent_dist.mean * self.scaling_factor
 
     # 2. ReferenceNet: record the reference tokens of every transformer block ---------------------
-    def write_reference(self, reference_latents: torch.Tensor, context: torch.Tensor) -> None:
-        """reference_latents: (1, 4, h, w); context: (1, 1, d). Runs ReferenceNet once at t=0."""
-        self.bank.clear()
+    def reference_tokens(self, reference_latents: torch.Tensor, context: torch.Tensor) -> ReferenceTokens:
+        """reference_latents: (n, 4, h, w); context: (n, 1, d). Runs ReferenceNet once at t=0 and
+        returns the tokens its writers recorded (one reference per row)."""
         t = torch.zeros((), dtype=torch.long, device=reference_latents.device)
-        self.reference_unet(reference_latents, t, encoder_hidden_states=context, return_dict=False)
+        return record_reference(self.reference_unet, reference_latents, t, context)
 
     # 3. Pose Guider ------------------------------------------------------------------------------
     def pose_features(self, poses: torch.Tensor) -> torch.Tensor:
@@ -102,24 +103,35 @@ class AnimateAnyoneModel(nn.Module):
         pose_features: torch.Tensor,
         uncond_context: torch.Tensor | None = None,
         use_motion: bool = True,
+        *,
+        reference: ReferenceTokens | None = None,
+        cache: DeepCache | None = None,
+        reuse: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Predict for latents (1, 4, f, h, w); with uncond_context, also the unconditional prediction.
+        """Predict for latents (b, 4, f, h, w) (b windows of the same video); with uncond_context,
+        also the unconditional prediction.
 
-        Returns (cond, uncond or None), each (1, 4, f, h, w). The two halves run as one batch; only
-        the conditional half attends to the reference tokens.
+        context (1, 1, d); pose_features (b, c0, f, h, w); reference: from `reference_tokens`
+        (None: no reference attention); use_motion=False skips the motion modules.
+        Returns (cond, uncond or None), each (b, 4, f, h, w). The two halves run as one batch;
+        only the conditional half attends to the reference tokens.
+        cache/reuse: DeepCache feature reuse (video_unet.video_forward).
         """
+        b, f = latents.shape[0], latents.shape[2]
+        context = context.expand(b, -1, -1)
         if uncond_context is None:
-            self.bank.uncond_rows = 0
-            return video_forward(self.denoising_unet, latents, timestep, context, pose_features, use_motion), None
-        f = latents.shape[2]
-        self.bank.uncond_rows = f
+            reference = None if reference is None else reference.for_batch(0)
+            return video_forward(self.denoising_unet, latents, timestep, context, pose_features, use_motion, reference, cache, reuse), None
         out = video_forward(
             self.denoising_unet,
             torch.cat([latents, latents]),
             timestep,
-            torch.cat([uncond_context, context]),
+            torch.cat([uncond_context.expand(b, -1, -1), context]),
             torch.cat([pose_features, pose_features]),
             use_motion,
+            None if reference is None else reference.for_batch(b * f),
+            cache,
+            reuse,
         )
         uncond, cond = out.chunk(2)
         return cond, uncond

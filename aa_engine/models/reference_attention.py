@@ -10,28 +10,43 @@ Blocks are paired by their module path (`down_blocks.0.attentions.0.transformer_
 which is the same pairing Moore-AnimateAnyone gets by a stable sort of both UNets' blocks by width:
 both UNets register down, up, then mid blocks in the same order.
 
+The state is explicit: nothing is stored on the model. The writers fill the dict they are handed
+through diffusers' `cross_attention_kwargs` (`record=`), which becomes a `ReferenceTokens`; the
+denoising UNet's forward hands that object to the readers (`reference=`). No reference (None) is
+plain self-attention: the "CLIP path only" ablation, or the unconditional half of a CFG batch.
+
 For classifier-free guidance the batch is [unconditional rows ; conditional rows]; the unconditional
 rows get no reference tokens (plain self-attention), as in the released implementation.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 import torch
-from diffusers.models.attention_processor import Attention
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from torch.nn import functional as F
 
 
-class ReferenceBank:
-    """Recorded reference tokens per block, plus the switches the readers consult."""
+@dataclass(frozen=True)
+class ReferenceTokens:
+    """What ReferenceNet recorded: attn1 module path -> (n_references, tokens, channels).
 
-    def __init__(self) -> None:
-        self.tokens: dict[str, torch.Tensor] = {}
-        self.enabled = True
-        # Rows [0, uncond_rows) of the denoising batch are unconditional and get no reference tokens.
-        self.uncond_rows = 0
+    One reference per video; with several videos in the conditional rows, each reference covers
+    its own consecutive rows (frames). uncond_rows: rows [0, uncond_rows) of the denoising batch are
+    unconditional and get no reference tokens.
+    """
 
-    def clear(self) -> None:
-        self.tokens.clear()
+    tokens: dict[str, torch.Tensor]
+    uncond_rows: int = 0
+
+    def for_batch(self, uncond_rows: int) -> "ReferenceTokens":
+        """The same tokens for a batch whose first `uncond_rows` rows are unconditional."""
+        return dataclasses.replace(self, uncond_rows=uncond_rows)
+
+    def to(self, device=None, dtype=None) -> "ReferenceTokens":
+        return dataclasses.replace(self, tokens={k: v.to(device=device, dtype=dtype) for k, v in self.tokens.items()})
 
 
 def _heads(t: torch.Tensor, heads: int) -> torch.Tensor:
@@ -63,29 +78,31 @@ def _attention(attn: Attention, x: torch.Tensor, context: torch.Tensor, extra: t
 
 
 class ReferenceWriter:
-    """attn1 processor of ReferenceNet: records its input, then does ordinary self-attention."""
+    """attn1 processor of ReferenceNet: records its input into `record` (when given), then does
+    ordinary self-attention."""
 
-    def __init__(self, bank: ReferenceBank, name: str):
-        self.bank = bank
+    def __init__(self, name: str):
         self.name = name
 
-    def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
-        self.bank.tokens[self.name] = hidden_states
+    def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states=None, attention_mask=None, temb=None,
+                 record: dict[str, torch.Tensor] | None = None, reference: ReferenceTokens | None = None):
+        if record is not None:
+            record[self.name] = hidden_states
         return _attention(attn, hidden_states, hidden_states)
 
 
 class ReferenceReader:
     """attn1 processor of the denoising UNet: self-attention extended with the reference tokens."""
 
-    def __init__(self, bank: ReferenceBank, name: str):
-        self.bank = bank
+    def __init__(self, name: str):
         self.name = name
 
-    def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
-        ref = self.bank.tokens.get(self.name) if self.bank.enabled else None
+    def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states=None, attention_mask=None, temb=None,
+                 reference: ReferenceTokens | None = None, record: dict | None = None):
+        ref = None if reference is None else reference.tokens.get(self.name)
         if ref is None:
             return _attention(attn, hidden_states, hidden_states)
-        u = self.bank.uncond_rows
+        u = reference.uncond_rows
         cond = hidden_states[u:]
         # One reference per video; with several videos in the batch, each covers its own frames.
         out_cond = _attention(attn, cond, cond, extra=ref.to(cond.dtype))
@@ -95,20 +112,45 @@ class ReferenceReader:
         return torch.cat([out_uncond, out_cond], dim=0)
 
 
+class CrossAttention(AttnProcessor2_0):
+    """attn2 (cross-attention to the CLIP context): diffusers' SDPA processor, unchanged. It only
+    names the reference keywords, which diffusers hands to every attention of a transformer block,
+    so that they are accepted silently instead of logging a warning per call."""
+
+    def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states=None, attention_mask=None, temb=None,
+                 reference: ReferenceTokens | None = None, record: dict | None = None):
+        return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+
+
 def self_attention_names(unet: torch.nn.Module) -> list[str]:
     """Module paths of every transformer block's self-attention (attn1), in registration order."""
     return [name for name, module in unet.named_modules() if name.endswith(".attn1") and isinstance(module, Attention)]
 
 
-def install_reference_attention(reference_unet: torch.nn.Module, denoising_unet: torch.nn.Module, bank: ReferenceBank) -> int:
-    """Put writers on ReferenceNet's attn1s and readers on the denoising UNet's; returns the pair count."""
+def cross_attention_names(unet: torch.nn.Module) -> list[str]:
+    return [name for name, module in unet.named_modules() if name.endswith(".attn2") and isinstance(module, Attention)]
+
+
+def install_reference_attention(reference_unet: torch.nn.Module, denoising_unet: torch.nn.Module) -> int:
+    """Put writers on ReferenceNet's attn1s and readers on the denoising UNet's (and the keyword-aware
+    cross-attention processor on every attn2); returns the pair count. Processors hold only their
+    block's name: the model stays stateless and copyable."""
     ref_names = self_attention_names(reference_unet)
     den_names = self_attention_names(denoising_unet)
     if ref_names != den_names:
         raise ValueError("ReferenceNet and the denoising UNet have different transformer blocks; they cannot be paired")
-    ref_modules = dict(reference_unet.named_modules())
-    den_modules = dict(denoising_unet.named_modules())
-    for name in ref_names:
-        ref_modules[name].set_processor(ReferenceWriter(bank, name))
-        den_modules[name].set_processor(ReferenceReader(bank, name))
+    for unet, processor in ((reference_unet, ReferenceWriter), (denoising_unet, ReferenceReader)):
+        modules = dict(unet.named_modules())
+        for name in ref_names:
+            modules[name].set_processor(processor(name))
+        for name in cross_attention_names(unet):
+            modules[name].set_processor(CrossAttention())
     return len(ref_names)
+
+
+def record_reference(reference_unet: torch.nn.Module, latents: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor) -> ReferenceTokens:
+    """Run ReferenceNet on latents (n, 4, h, w) with context (n, tokens, d); returns what its writers
+    recorded. Gradients flow when enabled (training stage 1 trains ReferenceNet through them)."""
+    record: dict[str, torch.Tensor] = {}
+    reference_unet(latents, timestep, encoder_hidden_states=context, cross_attention_kwargs={"record": record}, return_dict=False)
+    return ReferenceTokens(record)

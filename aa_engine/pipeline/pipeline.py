@@ -1,6 +1,6 @@
 """The Animate Anyone sampling pipeline.
 
-    reference image --VAE--> latent --ReferenceNet (t=0)--> reference tokens (bank)
+    reference image --VAE--> latent --ReferenceNet (t=0)--> reference tokens
     reference image --CLIP--> context (unconditional context = zeros)
     skeleton maps --Pose Guider--> features added after conv_in
     noise --[DDIM step: every context window, CFG batch, averaged overlaps]*steps--> latents --VAE--> frames
@@ -21,6 +21,7 @@ from PIL import Image
 from aa_engine.config import GenerationConfig
 from aa_engine.errors import Cancelled
 from aa_engine.models.animate_anyone import AnimateAnyoneModel
+from aa_engine.models.reference_attention import ReferenceTokens
 from aa_engine.pipeline.context_windows import WindowAverage, context_windows
 from aa_engine.pipeline.scheduler import make_scheduler
 
@@ -40,6 +41,7 @@ class Prepared:
     context: torch.Tensor  # (1, 1, d)
     uncond_context: torch.Tensor | None  # zeros like context when CFG is on
     poses: torch.Tensor  # (f, 3, H, W) in [0, 1], on the CPU (moved per window)
+    reference: ReferenceTokens | None  # ReferenceNet's tokens; None when reference attention is off
 
 
 def image_to_array(image: Image.Image, width: int, height: int) -> np.ndarray:
@@ -74,12 +76,11 @@ class AnimateAnyonePipeline:
         ref = torch.from_numpy(image_to_array(reference, config.width, config.height)).permute(2, 0, 1).unsqueeze(0)
         ref = ref.to(self.device, self.dtype) * 2 - 1
         context = model.encode_context(model.clip_pixels(reference).to(self.device, self.dtype))
-        model.write_reference(model.encode_latents(ref), context)
-        model.bank.enabled = config.reference_attention
+        reference_tokens = model.reference_tokens(model.encode_latents(ref), context) if config.reference_attention else None
         pose_array = np.stack([image_to_array(p, config.width, config.height) for p in poses])
         pose_tensor = torch.from_numpy(pose_array).permute(0, 3, 1, 2)
         uncond = torch.zeros_like(context) if config.do_cfg else None
-        return Prepared(context=context, uncond_context=uncond, poses=pose_tensor)
+        return Prepared(context=context, uncond_context=uncond, poses=pose_tensor, reference=reference_tokens)
 
     def initial_latents(self, num_frames: int, config: GenerationConfig) -> torch.Tensor:
         """Seeded noise (1, 4, f, H/8, W/8), drawn on the CPU so a seed gives the same video on any device."""
@@ -108,7 +109,6 @@ class AnimateAnyonePipeline:
         should_cancel is polled before every window of every step (so a cancel lands within one
         step); on_step_end(step_index, latents) is called after each step, e.g. to checkpoint.
         """
-        model = self.model
         timesteps = self.timesteps(config)
         num_frames = latents.shape[2]
         windows = context_windows(num_frames, config.context_frames, config.context_overlap, config.context_loop)
@@ -116,21 +116,43 @@ class AnimateAnyonePipeline:
         for i in range(start_step, len(timesteps)):
             t = timesteps[i]
             average = WindowAverage(tuple(latents.shape), self.device)
-            for frames in windows:
-                if should_cancel is not None and should_cancel():
-                    raise Cancelled()
-                window = latents[:, :, frames].to(self.dtype)
-                pose_features = model.pose_features(prepared.poses[frames].to(self.device, self.dtype))
-                cond, uncond = model.predict(window, t.to(self.device), prepared.context, pose_features, prepared.uncond_context)
-                if uncond is not None:
-                    cond = uncond + config.guidance * (cond - uncond)
-                average.add(frames, cond)
+            for frames, prediction in zip(windows, self.predict_windows(prepared, latents, t, windows, config, should_cancel)):
+                average.add(frames, prediction)  # in window order, whoever computed them: the sum is the same
             latents = self.scheduler.step(average.result(), t, latents).prev_sample
             if on_step_end is not None:
                 on_step_end(i, latents)
             if callback is not None:
                 callback(Progress("denoise", i + 1, len(timesteps)))
         return latents
+
+    @torch.no_grad()
+    def predict_windows(
+        self,
+        prepared: Prepared,
+        latents: torch.Tensor,
+        t: torch.Tensor,
+        windows: list[list[int]],
+        config: GenerationConfig,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> Iterator[torch.Tensor]:
+        """The guided noise prediction of each window at timestep t, in the order of `windows`:
+        (1, 4, len(window), h, w) each, given the step's latents (1, 4, f, h, w).
+
+        The windows are independent given the latents, so any subset of them can be computed by
+        another worker with the same weights and device (aa_engine/cluster/window_parallel.py),
+        and `denoise` still averages them in window order."""
+        model = self.model
+        latents = latents.to(self.device, torch.float32)
+        for frames in windows:
+            if should_cancel is not None and should_cancel():
+                raise Cancelled()
+            window = latents[:, :, frames].to(self.dtype)
+            pose_features = model.pose_features(prepared.poses[frames].to(self.device, self.dtype))
+            cond, uncond = model.predict(window, t.to(self.device), prepared.context, pose_features, prepared.uncond_context,
+                                         config.motion_modules, reference=prepared.reference)
+            if uncond is not None:
+                cond = uncond + config.guidance * (cond - uncond)
+            yield cond
 
     # -- 3. decoding -------------------------------------------------------------------------------
     @torch.no_grad()

@@ -1,12 +1,14 @@
 """Evaluation: metrics behave as documented, the warp baseline follows poses, the ablation table is produced."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from aa_engine.data import make_clip
 from aa_engine.errors import BadRequest
-from aa_engine.evaluation.evaluate import EvalConfig, evaluate, motion_modules_off, write_report
+from aa_engine.evaluation.evaluate import EvalConfig, evaluate, write_report
 from aa_engine.evaluation.metrics import all_metrics, psnr, ssim, temporal_error
 from aa_engine.evaluation.warp_baseline import warp_reference
 
@@ -45,18 +47,25 @@ def test_warp_baseline_follows_the_target_pose():
     assert ssim(warped, clip.frames) > ssim(static, clip.frames)
 
 
-def test_no_motion_ablation_equals_the_model_run_without_motion_modules(tiny_model):
-    torch.manual_seed(0)
-    latents = torch.randn(1, 4, 3, 8, 8)
-    context = torch.randn(1, 1, 32)
-    poses = tiny_model.pose_features(torch.rand(3, 3, 64, 64))
+def test_no_motion_ablation_equals_the_model_with_identity_motion_modules(tiny_model, reference_image, pose_images):
+    """The no_motion row switches the motion modules off (the model is not changed): exactly the
+    model whose motion modules are identities (zero output projections, a deep copy's)."""
+    import copy
+
+    from aa_engine.config import GenerationConfig
+    from aa_engine.pipeline import AnimateAnyonePipeline
+
+    identity = copy.deepcopy(tiny_model)
     with torch.no_grad():
-        expected, _ = tiny_model.predict(latents, torch.tensor(500), context, poses, use_motion=False)
-        with motion_modules_off(tiny_model):
-            got, _ = tiny_model.predict(latents, torch.tensor(500), context, poses, use_motion=True)
-        moving, _ = tiny_model.predict(latents, torch.tensor(500), context, poses, use_motion=True)
-    assert torch.allclose(expected, got, atol=1e-5)
-    assert not torch.allclose(expected, moving, atol=1e-5), "the motion modules were not restored"
+        for module in identity.motion_modules():
+            module.temporal_transformer.proj_out.weight.zero_()
+            module.temporal_transformer.proj_out.bias.zero_()
+    config = GenerationConfig(width=64, height=64, steps=2)
+    off = AnimateAnyonePipeline(tiny_model)(reference_image, pose_images[:3], dataclasses.replace(config, motion_modules=False))
+    zeroed = AnimateAnyonePipeline(identity)(reference_image, pose_images[:3], config)
+    moving = AnimateAnyonePipeline(tiny_model)(reference_image, pose_images[:3], config)
+    assert all(np.array_equal(a, b) for a, b in zip(off, zeroed))
+    assert not all(np.array_equal(a, b) for a, b in zip(off, moving)), "the switch did not reach the motion modules"
 
 
 @pytest.mark.slow
@@ -83,3 +92,22 @@ def test_unknown_ablation_is_a_clear_error():
     args = parser.parse_args(["--out", "x", "--ablations", "full,no_vae"])
     with pytest.raises(BadRequest, match="no_vae"):
         run_evaluate(args)
+
+
+@pytest.mark.slow
+def test_a_vae_only_stage_product_gives_the_vae_ceiling_row(tmp_path):
+    import argparse
+
+    from aa_engine.evaluation import add_evaluate_arguments, run_evaluate
+    from aa_engine.training.config import TrainConfig
+    from aa_engine.training.trainer import train
+
+    train(TrainConfig(stage="vae", arch="tiny", data="rich", out=str(tmp_path / "vae"), steps=1, batch_size=1, width=64, height=64,
+                      sample_every=0, cpu=True))
+    parser = argparse.ArgumentParser()
+    add_evaluate_arguments(parser)
+    common = ["--weights", str(tmp_path / "vae" / "vae"), "--clips", "1", "--frames", "2", "--width", "64", "--height", "64", "--data", "rich"]
+    assert run_evaluate(parser.parse_args(common + ["--out", str(tmp_path / "eval"), "--ablations", "vae_ceiling"])) == 0
+    assert "| vae_ceiling |" in (tmp_path / "eval" / "evaluation.md").read_text()
+    with pytest.raises(BadRequest, match="holds only a VAE"):
+        run_evaluate(parser.parse_args(common + ["--out", str(tmp_path / "eval2"), "--ablations", "full,vae_ceiling"]))

@@ -42,11 +42,13 @@ def test_video_with_zero_motion_modules_equals_image_model_frame_by_frame(tiny_m
     t = torch.tensor(500)
     with torch.no_grad():
         features = tiny_model.pose_features(prepared.poses)
-        video, _ = tiny_model.predict(latents, t, prepared.context, features, prepared.uncond_context)
+        ref = prepared.reference
+        video, _ = tiny_model.predict(latents, t, prepared.context, features, prepared.uncond_context, reference=ref)
         per_frame = [
-            tiny_model.predict(latents[:, :, [i]], t, prepared.context, features[:, :, [i]], prepared.uncond_context)[0] for i in range(5)
+            tiny_model.predict(latents[:, :, [i]], t, prepared.context, features[:, :, [i]], prepared.uncond_context, reference=ref)[0]
+            for i in range(5)
         ]
-        no_motion, _ = tiny_model.predict(latents, t, prepared.context, features, prepared.uncond_context, use_motion=False)
+        no_motion, _ = tiny_model.predict(latents, t, prepared.context, features, prepared.uncond_context, use_motion=False, reference=ref)
     torch.testing.assert_close(video, torch.cat(per_frame, dim=2), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(video, no_motion, atol=1e-6, rtol=0)
 
@@ -59,8 +61,8 @@ def test_motion_modules_mix_frames_when_not_zero(tiny_model, reference_image, po
     latents = pipe.initial_latents(3, config)
     with torch.no_grad():
         features = tiny_model.pose_features(prepared.poses)
-        video, _ = tiny_model.predict(latents, torch.tensor(500), prepared.context, features)
-        alone, _ = tiny_model.predict(latents[:, :, [0]], torch.tensor(500), prepared.context, features[:, :, [0]])
+        video, _ = tiny_model.predict(latents, torch.tensor(500), prepared.context, features, reference=prepared.reference)
+        alone, _ = tiny_model.predict(latents[:, :, [0]], torch.tensor(500), prepared.context, features[:, :, [0]], reference=prepared.reference)
     assert (video[:, :, 0] - alone[:, :, 0]).abs().max() > 1e-4
 
 
@@ -91,7 +93,8 @@ def test_uncond_half_gets_no_reference_tokens(tiny_model, pose_images):
         latents = pipe.initial_latents(2, config)
         with torch.no_grad():
             features = tiny_model.pose_features(prepared.poses)
-            outs.append(tiny_model.predict(latents, torch.tensor(500), prepared.context, features, prepared.uncond_context))
+            outs.append(tiny_model.predict(latents, torch.tensor(500), prepared.context, features, prepared.uncond_context,
+                                           reference=prepared.reference))
     (cond_a, uncond_a), (cond_b, uncond_b) = outs
     torch.testing.assert_close(uncond_a, uncond_b, atol=0, rtol=0)
     assert (cond_a - cond_b).abs().max() > 1e-4
