@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import bpy
+import numpy as np
 
 from . import bone_maps
 from ..contract import draw
@@ -256,13 +257,12 @@ def project_frames(request: ExportRequest, projector: KeypointProjector, frames:
             fk, away = projector.frame_keypoints(f, scene, cam, width, height)
             result.keypoints.append(fk)
             seen = fk.body[:, 2] > 0
-            for i in range(len(BODY_NAMES)):
-                if away[i]:
-                    result.turned_away[i] += 1
-                elif not seen[i]:
-                    result.out_of_view[i] += 1
-            if not seen.any():
-                result.empty_frames.append(f)
+            if not seen.all():
+                for i in np.flatnonzero(~seen):
+                    counts = result.turned_away if away[i] else result.out_of_view
+                    counts[i] += 1
+                if not seen.any():
+                    result.empty_frames.append(f)
             timings["evaluate"] += t1 - t0
             timings["project"] += time.perf_counter() - t1
             if after_frame is not None:

@@ -61,20 +61,24 @@ def check_camera(scene, camera=None):
     return camera
 
 
+def _divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a / b, NaN where b is 0, without numpy's warnings (np.errstate costs more than the projection)."""
+    return np.divide(a, b, out=np.full(np.broadcast(a, b).shape, np.nan), where=b != 0)
+
+
 def _view_coords(scene, camera, co: np.ndarray) -> np.ndarray:
     """Camera-space points (N, 3) (the camera looks along -Z) -> x, y in 0..1 from the frame's
     bottom-left and z = depth in front of the camera, as world_to_camera_view computes them."""
     top_right, bottom_right, bottom_left = camera.data.view_frame(scene=scene)[:3]
     z = -co[:, 2]
     min_x, max_x, min_y, max_y = bottom_left[0], top_right[0], bottom_right[1], top_right[1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if camera.data.type != 'ORTHO':
-            s = z / -top_right[2]  # the frame corners scaled to depth z: v * z / -v.z (all corners share v.z)
-            x = (co[:, 0] - min_x * s) / ((max_x - min_x) * s)
-            y = (co[:, 1] - min_y * s) / ((max_y - min_y) * s)
-        else:
-            x = (co[:, 0] - min_x) / (max_x - min_x)
-            y = (co[:, 1] - min_y) / (max_y - min_y)
+    if camera.data.type != 'ORTHO':
+        s = z / -top_right[2]  # the frame corners scaled to depth z: v * z / -v.z (all corners share v.z)
+        x = _divide(co[:, 0] - min_x * s, (max_x - min_x) * s)
+        y = _divide(co[:, 1] - min_y * s, (max_y - min_y) * s)
+    else:
+        x = (co[:, 0] - min_x) / (max_x - min_x)
+        y = (co[:, 1] - min_y) / (max_y - min_y)
     return np.stack([x, y, z], axis=1)
 
 
@@ -234,8 +238,7 @@ class KeypointProjector:
         if camera.data.type == 'ORTHO':
             to_cam = np.broadcast_to((0.0, 0.0, 1.0), points.shape)
         else:
-            with np.errstate(invalid="ignore", divide="ignore"):
-                to_cam = -points / np.linalg.norm(points, axis=1, keepdims=True)
+            to_cam = _divide(-points, np.sqrt((points * points).sum(axis=1, keepdims=True)))
         face_away = to_cam @ forward < FACE_AWAY
         side = to_cam @ left if left is not None else np.zeros(len(rows))  # > 0: the left side faces the camera
         hide = face_away.copy()
@@ -254,8 +257,7 @@ class KeypointProjector:
         co = self.camera_points(camera)
         view = _view_coords(scene, camera, co)
         x, y, z = view[:, 0], view[:, 1], view[:, 2]
-        with np.errstate(invalid="ignore"):
-            seen = (z > camera.data.clip_start) & (x >= 0.0) & (x <= 1.0) & (y >= 0.0) & (y <= 1.0)
+        seen = (z > camera.data.clip_start) & (x >= 0.0) & (x <= 1.0) & (y >= 0.0) & (y <= 1.0)  # NaN compares False
         away = self.turned_away(camera, co) & seen
         seen &= ~away
         out = np.full((self._count, 3), np.nan)
