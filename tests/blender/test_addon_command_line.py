@@ -141,10 +141,10 @@ def test_command_line_render_of_the_bundled_rig_makes_frames_one_strip_and_a_vid
                     "--steps", 2, "--shot", "demo", "--output", out, "--save", tmp_path / "result.blend"])
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"strip 'AA demo': {frames} frames from frame {start} on channel" in done.stdout
-    rendered = sorted((out / "demo" / "frames").glob("frame_*.png"))
+    rendered = sorted((out / "demo" / "v001" / "frames").glob("frame_*.png"))
     assert len(rendered) == frames
-    assert (out / "demo" / "frames" / "video.mp4").stat().st_size > 0
-    maps = sorted((out / "demo" / "poses").glob("pose_*.png"))
+    assert (out / "demo" / "v001" / "frames" / "video.mp4").stat().st_size > 0
+    maps = sorted((out / "demo" / "v001" / "poses").glob("pose_*.png"))
     assert len(maps) == frames
     image = bpy.data.images.load(str(maps[0]))
     assert tuple(image.size) == (64, 96) and max(image.pixels[:]) > 0.5  # the rig is drawn, not a black map
