@@ -46,7 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="weights folder or 'random-tiny' (default: preferences, then the engine's default)")
     p.add_argument("--device", help="auto, cpu, cuda, mps")
     p.add_argument("--dtype", help="auto, fp32, fp16, bf16")
-    p.add_argument("--engine-address", help="HOST:PORT of a running `aa_engine serve --listen` (paths must be shared)")
+    p.add_argument("--remote", "--engine-address", dest="remote", metavar="HOST:PORT",
+                   help="render on a remote engine (`aa_engine serve --listen`, docs/remote.md); --engine-address is the old name")
+    p.add_argument("--token-file", help="with --remote: a file holding the engine's token")
+    p.add_argument("--tls-ca", help="with --remote: use TLS, trusting this certificate/CA file (PEM)")
+    p.add_argument("--tls-fingerprint", help="with --remote: use TLS, trusting the certificate with this SHA-256 fingerprint")
     p.add_argument("--save", help="save the .blend with the strip here (default: <shot folder>/<shot>.blend)")
     # The generation settings, declared once (aa_contract/settings.py); omitted = the .blend's value.
     # --width/--height set a custom size; --fps overrides the scene's frame rate.
@@ -111,6 +115,26 @@ def apply_arguments(scene, args) -> None:
         s.import_pose_preview = True
 
 
+def remote_overrides(args) -> dict:
+    """The engine settings --remote, --token-file, --tls-ca and --tls-fingerprint give (empty: the preferences')."""
+    from .errors import AddonError
+
+    if not args.remote:
+        if args.token_file or args.tls_ca or args.tls_fingerprint:
+            raise AddonError("--token-file, --tls-ca and --tls-fingerprint go with --remote HOST:PORT.", "Add --remote, or drop them.")
+        return {}
+    token = ""
+    if args.token_file:
+        try:
+            token = open(args.token_file, encoding="utf-8").read().strip()
+        except OSError as exc:
+            raise AddonError(f"The token file {args.token_file} cannot be read ({exc.strerror or exc}).",
+                             "Copy the engine's token file (its path is printed when the engine starts) to this machine.") from exc
+        if not token:
+            raise AddonError(f"The token file {args.token_file} is empty.", "Copy the engine's token file again.")
+    return {"address": args.remote, "token": token, "tls_ca": args.tls_ca or "", "tls_fingerprint": args.tls_fingerprint or ""}
+
+
 def main(argv: list[str] | None = None) -> int:
     import bpy
 
@@ -133,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: no scene named '{args.scene}' (scenes: {', '.join(s.name for s in bpy.data.scenes)})", file=sys.stderr)
             return 2
         apply_arguments(scene, args)
-        overrides = {"python": args.engine_python, "weights": args.weights, "device": args.device, "dtype": args.dtype, "address": args.engine_address}
+        overrides = {"python": args.engine_python, "weights": args.weights, "device": args.device, "dtype": args.dtype, **remote_overrides(args)}
         if args.all_shots or (args.shot and len(scene.animate_anyone.shots)):
             from .render_shot import render_shot_list
 

@@ -194,45 +194,6 @@ def test_out_of_memory_mid_job_is_named_and_the_engine_survives(tmp_path):
         engine.shutdown()
 
 
-@pytest.mark.slow
-def test_remote_engine_over_tcp_runs_a_job(tmp_path):
-    """The 'Remote Engine' preference: the same protocol to `aa_engine serve --listen`."""
-    import re
-    import subprocess
-
-    from blender_addon import runtime
-    from blender_addon.engine_client import EngineSettings, RemoteEngine
-    from blender_addon.render_task import RenderTask
-
-    server = subprocess.Popen([engine_python(), "-m", "aa_engine", "serve", "--weights", "random-tiny", "--device", "cpu", "--listen", "127.0.0.1:0"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        port = None
-        for line in server.stderr:
-            found = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-            if found:
-                port = int(found.group(1))
-                break
-        assert port, "the engine did not say where it listens"
-        engine = runtime.engine_for(EngineSettings(address=f"127.0.0.1:{port}"))
-        assert isinstance(engine, RemoteEngine)
-        task = RenderTask(engine, job_message(tmp_path, count=3))
-        progress = task.run_blocking(poll_s=0.2)
-        assert progress.state == "done", progress.message
-        assert len(progress.frames) == 3
-        engine.send({"type": "shutdown"})
-        assert server.wait(60) == 0
-        event = engine.next_event(10)
-        while event is not None and event["type"] != "engine_exit":
-            event = engine.next_event(10)
-        assert event is not None and not engine.alive
-    finally:
-        runtime.shutdown_engine()
-        if server.poll() is None:
-            server.kill()
-        server.wait()
-
-
 def test_unreachable_remote_engine_is_explained():
     from blender_addon.engine_client import EngineSettings, RemoteEngine
     from blender_addon.errors import EngineStartFailed

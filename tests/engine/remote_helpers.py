@@ -26,12 +26,13 @@ PROTOCOL = 3
 class RemoteEngineProcess:
     """`serve --listen` with random-tiny weights; `port`, `token` and the log (stderr) lines."""
 
-    def __init__(self, work_root: Path, *extra: str, listen: str = "127.0.0.1:0", wait: bool = True):
+    def __init__(self, work_root: Path, *extra: str, listen: str = "127.0.0.1:0", wait: bool = True, python: str = sys.executable):
         self.work_root = Path(work_root)
-        self.argv = [sys.executable, "-m", "aa_engine", "serve", "--weights", "random-tiny", "--device", "cpu",
+        self.argv = [python, "-m", "aa_engine", "serve", "--weights", "random-tiny", "--device", "cpu",
                      "--listen", listen, "--work-root", str(self.work_root), *extra]
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH")}
         self.proc = subprocess.Popen(self.argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, bufsize=1)
+                                     text=True, bufsize=1, env=env)
         self.log: list[str] = []
         self.port: int | None = None
         self.token_file: Path | None = None
