@@ -9,8 +9,11 @@ are downloaded here. No bpy here: runs on a thread and reports through a Backgro
 from __future__ import annotations
 
 import os
+import queue
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 from .engine_client import check_interpreter
@@ -44,20 +47,60 @@ def engine_requirement(source: str) -> str:
     raise EngineSetupFailed(f"{path} is neither a project folder nor a wheel (.whl).", "Point 'Engine Source' at the project folder or an aa_engine wheel.")
 
 
-def _run(argv: list[str], status, what: str) -> None:
+def folder_size(path: str | Path) -> int:
+    """Bytes in the files under `path` (0 when it does not exist)."""
+    total = 0
+    for folder, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _size_text(size: int) -> str:
+    return f"{size / 1e9:.2f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB"
+
+
+def _run(argv: list[str], status, what: str, watch: str | Path | None = None, every: float = 5.0) -> None:
+    """Run a command, its output lines into status.lines; while it is silent (pip downloading
+    torch takes minutes), a stage line every `every` seconds with the time so far and the size
+    of `watch` (the environment folder)."""
     status.lines.append(f"$ {' '.join(argv)}")
     try:
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     except OSError as exc:
         raise EngineSetupFailed(f"Could not run {argv[0]}: {exc}.", "Check that the base Python exists.") from exc
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read():
+        for raw in process.stdout:
+            lines.put(raw)
+        lines.put(None)
+
+    threading.Thread(target=read, name="aa-setup-output", daemon=True).start()
     tail: list[str] = []
-    for line in process.stdout:
+    started = last = time.monotonic()
+    while True:
+        try:
+            line = lines.get(timeout=max(0.1, every - (time.monotonic() - last)))
+        except queue.Empty:
+            line = ""
+        if line is None:
+            break
         line = line.rstrip()
+        now = time.monotonic()
         if line:
             tail = (tail + [line])[-20:]
             status.lines = status.lines[-30:] + [line]
+            last = now
+        elif now - last >= every:
+            size = f", {_size_text(folder_size(watch))} in {watch}" if watch else ""
+            status.lines = status.lines[-30:] + [f"{what}: {now - started:.0f} s so far{size}"]
+            last = now
     if process.wait() != 0:
-        errors = [l for l in tail if "error" in l.lower()] or tail or ["(no output)"]
+        errors = [t for t in tail if "error" in t.lower()] or tail or ["(no output)"]
         raise EngineSetupFailed(f"{what} failed: {errors[-1]}", "Read the lines above; fix the cause (network, disk space, engine source) and press the button again.")
 
 
@@ -72,11 +115,12 @@ def set_up_engine_env(env_dir: str | Path, source: str, status, base_python: str
     python = venv_python(env_dir)
     if not python.is_file():
         status.factor = 0.05
-        _run([base_python or sys.executable, "-m", "venv", str(env_dir)], status, "Creating the environment")
+        _run([base_python or sys.executable, "-m", "venv", str(env_dir)], status, "Creating the environment", env_dir)
     status.factor = 0.2
-    _run([str(python), "-m", "pip", "install", *pip_args, torch_spec], status, "Installing torch")
+    status.lines.append("Installing torch: a download of about 200 MB (CPU build) to 2.5 GB (CUDA build); the environment ends near 2 GB (CPU).")
+    _run([str(python), "-m", "pip", "install", "--progress-bar", "off", *pip_args, torch_spec], status, "Installing torch", env_dir)
     status.factor = 0.6
-    _run([str(python), "-m", "pip", "install", *pip_args, requirement], status, "Installing the engine")
+    _run([str(python), "-m", "pip", "install", "--progress-bar", "off", *pip_args, requirement], status, "Installing the engine", env_dir)
     status.factor = 0.9
     check_interpreter(str(python))
     status.factor = 1.0

@@ -45,7 +45,8 @@ class AnimateAnyoneShotSettings(PropertyGroup):
         default='FRAME',
     )
     reference_pose_frame: IntProperty(name="Reference Pose Frame", description="The frame where the armature is posed like the character in the reference image", default=0)
-    reference_keypoints: StringProperty(name="Keypoints File", description="An aa-keypoints/1 track (.json) holding the reference character's keypoints in its first frame", subtype='FILE_PATH', default="", options=_BLEND_RELATIVE)
+    reference_keypoints: StringProperty(name="Keypoints File", description="An aa-keypoints/1 track (.json) holding the reference character's keypoints in its first frame",
+                                        subtype='FILE_PATH', default="", options=_BLEND_RELATIVE)
     align_first_frame: BoolProperty(name="Align at First Frame", description="Measure the rig's proportions at the shot's first frame", default=True)
     align_frame: IntProperty(name="Alignment Frame", description="The frame of the shot posed most like the reference image: the rig's limbs are measured there", default=1)
 
