@@ -37,7 +37,7 @@ echo "== rendering with weights '$weights' (rig -> skeleton maps -> engine -> fr
   --shot demo --output "$out" --save "$out/demo.blend" "$@"
 
 echo
-echo "skeleton maps: $out/demo/poses/"
-echo "frames:        $out/demo/frames/frame_00001.png ..."
-echo "video:         $out/demo/frames/video.mp4"
+echo "keypoints:     $out/demo/v001/poses/keypoints.json"
+echo "frames:        $out/demo/v001/frames/frame_00001.png ..."
+echo "video:         $out/demo/v001/frames/video.mp4"
 echo "blend + strip: $out/demo.blend (open it, Video Sequencing workspace)"
