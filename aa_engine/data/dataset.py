@@ -9,6 +9,11 @@ so training can resume exactly and evaluation sets need no files. The splits nev
 
 The reference is the same character either in a neutral standing pose or at another moment of the
 same motion (as the paper samples reference and target from one video).
+
+Two styles of character (`STYLES`): "flat" (characters.py, the shipped 64x96 model's data) and
+"rich" (rich_characters.py: shading, textures, hair, props, varied bodies; the v2 model's data).
+A rich clip draws from its own seed stream, so rich and flat clip i are unrelated characters, and
+the flat style's pixels are exactly what they were before the rich style existed.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from aa_engine.data import rich_characters
 from aa_engine.data.characters import Appearance, render, to_pixels
 from aa_engine.data.motions import (
     HELD_OUT_MOTIONS, TRAIN_MOTIONS, Pose, Proportions, head_centre, keypoints, motion_poses, sample_motion_params,
@@ -26,6 +32,8 @@ from aa_engine.data.pose_maps import draw_pose_map
 from aa_engine.errors import BadRequest
 
 SPLITS = {"train": 0, "heldout": 1}
+STYLES = ("flat", "rich")
+RICH_STREAM = 2  # extra seed word of the rich style: its characters never repeat the flat ones
 FPS = 10.0
 
 
@@ -39,9 +47,13 @@ class Clip:
     motion: str
 
 
-def _rng(split: str, index: int) -> np.random.Generator:
+def _rng(split: str, index: int, style: str = "flat") -> np.random.Generator:
     if split not in SPLITS:
         raise BadRequest(f"Unknown data split {split!r}.", f"Use one of: {', '.join(SPLITS)}.")
+    if style not in STYLES:
+        raise BadRequest(f"Unknown data style {style!r}.", f"Use one of: {', '.join(STYLES)}.")
+    if style == "rich":
+        return np.random.default_rng([SPLITS[split], int(index), RICH_STREAM])
     return np.random.default_rng([SPLITS[split], int(index)])
 
 
@@ -57,23 +69,55 @@ def _draw(appearance: Appearance, body: Proportions, pose: Pose, width: int, hei
     return render(appearance, points, head, width, height), points
 
 
-def make_clip(split: str, index: int, num_frames: int, width: int = 64, height: int = 96) -> Clip:
+def _reference_pose(rng: np.random.Generator, motion: str, params: dict) -> Pose:
+    if rng.random() < 0.5:
+        return Pose(r_arm=float(rng.uniform(0.1, 0.5)), l_arm=float(rng.uniform(0.1, 0.5)), yaw=float(rng.uniform(-0.2, 0.2)))
+    return motion_poses(motion, params, np.array([float(rng.uniform(0, 4.0))]))[0]
+
+
+def make_clip(split: str, index: int, num_frames: int, width: int = 64, height: int = 96, style: str = "flat") -> Clip:
     """Clip `index` of `split`: one character, one motion, `num_frames` consecutive frames at FPS."""
-    rng = _rng(split, index)
+    rng = _rng(split, index, style)
+    if style == "rich":
+        return _make_rich_clip(rng, split, index, num_frames, width, height)
     appearance = Appearance.sample(rng)
     body = Proportions.sample(rng)
     motion = _motion_name(split, index, rng)
     params = sample_motion_params(rng)
     start = float(rng.uniform(0, 2.0))
     times = start + np.arange(num_frames) / FPS
-    if rng.random() < 0.5:
-        ref_pose = Pose(r_arm=float(rng.uniform(0.1, 0.5)), l_arm=float(rng.uniform(0.1, 0.5)), yaw=float(rng.uniform(-0.2, 0.2)))
-    else:
-        ref_pose = motion_poses(motion, params, np.array([float(rng.uniform(0, 4.0))]))[0]
+    ref_pose = _reference_pose(rng, motion, params)
     reference, ref_points = _draw(appearance, body, ref_pose, width, height)
     frames, poses, points = [], [], []
     for pose in motion_poses(motion, params, times):
         frame, pts = _draw(appearance, body, pose, width, height)
+        frames.append(frame)
+        points.append(pts)
+        poses.append(draw_pose_map(width, height, pts))
+    return Clip(reference, np.stack(poses), np.stack(frames), np.stack(points), ref_points, motion)
+
+
+def _make_rich_clip(rng: np.random.Generator, split: str, index: int, num_frames: int, width: int, height: int) -> Clip:
+    appearance = rich_characters.RichAppearance.sample(rng)
+    body = Proportions.sample_varied(rng)
+    motion = _motion_name(split, index, rng)
+    params = sample_motion_params(rng)
+    start = float(rng.uniform(0, 2.0))
+    times = start + np.arange(num_frames) / FPS
+    ref_pose = _reference_pose(rng, motion, params)
+    s = rich_characters.SUPERSAMPLE
+    scene = rich_characters.background(appearance, width * s, height * s)
+    head_radius = body.head_radius * appearance.height * height
+
+    def draw(pose: Pose) -> tuple[np.ndarray, np.ndarray]:
+        points = to_pixels(keypoints(pose, body), appearance, width, height)
+        head = to_pixels(np.array([[*head_centre(pose, body), 1.0]]), appearance, width, height)[0, :2]
+        return rich_characters.render(appearance, points, head, head_radius, width, height, scene), points
+
+    reference, ref_points = draw(ref_pose)
+    frames, poses, points = [], [], []
+    for pose in motion_poses(motion, params, times):
+        frame, pts = draw(pose)
         frames.append(frame)
         points.append(pts)
         poses.append(draw_pose_map(width, height, pts))
@@ -100,8 +144,8 @@ class Batch:
     reference_images: np.ndarray  # (b, H, W, 3) uint8, for CLIP preprocessing
 
 
-def make_batch(split: str, indices: list[int], num_frames: int, width: int, height: int) -> Batch:
-    clips = [make_clip(split, i, num_frames, width, height) for i in indices]
+def make_batch(split: str, indices: list[int], num_frames: int, width: int, height: int, style: str = "flat") -> Batch:
+    clips = [make_clip(split, i, num_frames, width, height, style) for i in indices]
     refs = np.stack([c.reference for c in clips])
     return Batch(
         references=to_signed(refs),

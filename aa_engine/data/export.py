@@ -13,11 +13,12 @@ from pathlib import Path
 
 from PIL import Image
 
-from aa_engine.data.dataset import SPLITS, make_clip
+from aa_engine.data.dataset import SPLITS, STYLES, make_clip
 
 
-def export_clip(out: Path, split: str = "heldout", index: int = 0, frames: int = 16, width: int = 64, height: int = 96) -> Path:
-    clip = make_clip(split, index, frames, width, height)
+def export_clip(out: Path, split: str = "heldout", index: int = 0, frames: int = 16, width: int = 64, height: int = 96,
+                style: str = "flat") -> Path:
+    clip = make_clip(split, index, frames, width, height, style)
     out = Path(out)
     (out / "poses").mkdir(parents=True, exist_ok=True)
     (out / "truth").mkdir(parents=True, exist_ok=True)
@@ -35,9 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--height", type=int, default=96)
+    parser.add_argument("--style", default="flat", choices=STYLES, help="character style: flat (the 64x96 model's data) or rich (v2)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    out = export_clip(args.out, args.split, args.index, args.frames, args.width, args.height)
+    out = export_clip(args.out, args.split, args.index, args.frames, args.width, args.height, args.style)
     print(f"{args.split} clip {args.index}: {args.frames} frames in {out}")
     return 0
 

@@ -55,6 +55,28 @@ class Proportions:
             shin=jitter(base.shin, 0.12),
         )
 
+    @classmethod
+    def sample_varied(cls, rng: np.random.Generator) -> "Proportions":
+        """Wider variety than `sample` (the rich data style): a body type, then per-segment jitter.
+
+        child: big head, short limbs; tall: long limbs, narrow; stocky: broad, short legs; or average.
+        """
+        kind = ("average", "child", "tall", "stocky")[int(rng.integers(4))]
+        head, limbs, width = {"average": (1.0, 1.0, 1.0), "child": (1.45, 0.85, 0.95), "tall": (0.9, 1.12, 0.85), "stocky": (1.05, 0.9, 1.3)}[kind]
+        base = cls()
+        jitter = lambda v, s: float(v * rng.uniform(1 - s, 1 + s))  # noqa: E731
+        return cls(
+            head_radius=jitter(base.head_radius * head, 0.15),
+            neck=jitter(base.neck, 0.3),
+            torso=jitter(base.torso, 0.12),
+            shoulder_half=jitter(base.shoulder_half * width, 0.2),
+            hip_half=jitter(base.hip_half * width, 0.2),
+            upper_arm=jitter(base.upper_arm * limbs, 0.1),
+            forearm=jitter(base.forearm * limbs, 0.1),
+            thigh=jitter(base.thigh * limbs, 0.1),
+            shin=jitter(base.shin * limbs, 0.1),
+        )
+
 
 @dataclass
 class Pose:

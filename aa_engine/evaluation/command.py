@@ -15,6 +15,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=d.frames, help=f"frames per clip (default {d.frames})")
     parser.add_argument("--width", type=int, default=d.width, help=f"(default {d.width}: the default model's training size)")
     parser.add_argument("--height", type=int, default=d.height, help=f"(default {d.height})")
+    parser.add_argument("--data", default=d.data, help=f"character style of the held-out clips: flat (the 64x96 model's) or rich (v2) (default {d.data})")
     parser.add_argument("--steps", type=int, default=d.steps, help=f"DDIM steps (default {d.steps})")
     parser.add_argument("--guidance", type=float, default=d.guidance, help=f"CFG scale (default {d.guidance})")
     parser.add_argument("--seed", type=int, default=d.seed)
@@ -23,13 +24,37 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 
+def _load(weights: str | None, ablations: tuple[str, ...]):
+    """The model to evaluate and a description of it. A VAE-only stage product (training/vae_product.py)
+    has no UNets: it can give only the rows that need none (vae_ceiling, warp_baseline)."""
+    from aa_engine.errors import BadRequest
+    from aa_engine.training.vae_product import is_vae_product
+    from aa_engine.weights import load_model
+
+    if weights and is_vae_product(weights):
+        from aa_engine.models import build_model
+        from aa_engine.training.config import v2_model_config
+        from aa_engine.training.vae_product import load_vae_into, vae_config
+
+        needs_unets = [a for a in ablations if a not in ("vae_ceiling", "warp_baseline")]
+        if needs_unets:
+            raise BadRequest(f"{weights} holds only a VAE: it cannot give the row(s) {', '.join(needs_unets)}.",
+                             "Use --ablations vae_ceiling,warp_baseline (or a full checkpoint).")
+        architecture = v2_model_config()
+        architecture.vae = vae_config(weights)
+        channels = architecture.vae["latent_channels"]
+        architecture.unet = dict(architecture.unet, in_channels=channels, out_channels=channels)
+        return load_vae_into(build_model(architecture, seed=0), weights).eval(), f"{weights} (VAE only)"
+    model, info = load_model(weights)
+    return model, f"{info.source} ({info.kind})"
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from aa_engine.device import pick_device
     from aa_engine.errors import BadRequest
     from aa_engine.evaluation.evaluate import evaluate, write_report
-    from aa_engine.weights import load_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -39,12 +64,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise BadRequest(f"Unknown ablation(s): {', '.join(unknown) or '(none given)'}.", f"Use a subset of: {', '.join(ABLATIONS)}.")
     if args.clips < 1 or args.frames < 2:
         raise BadRequest("--clips must be at least 1 and --frames at least 2 (the temporal score compares neighbouring frames).")
-    config = EvalConfig(clips=args.clips, frames=args.frames, width=args.width, height=args.height, steps=args.steps,
+    from aa_engine.data.dataset import STYLES
+
+    if args.data not in STYLES:
+        raise BadRequest(f"Unknown --data {args.data!r}.", f"Use one of: {', '.join(STYLES)}.")
+    config = EvalConfig(clips=args.clips, frames=args.frames, width=args.width, height=args.height, data=args.data, steps=args.steps,
                         guidance=args.guidance, seed=args.seed, sheet_clips=min(4, args.clips), ablations=ablations)
-    model, info = load_model(args.weights)
+    model, source = _load(args.weights, ablations)
     result = evaluate(model, config, pick_device(args.device))
     paths = write_report(result, args.out)
-    print(f"weights: {info.source} ({info.kind}); {config.clips} held-out clips x {config.frames} frames at {config.width}x{config.height}, "
+    print(f"weights: {source}; {config.clips} held-out clips x {config.frames} frames at {config.width}x{config.height} ({config.data} characters), "
           f"{config.steps} steps, guidance {config.guidance}")
     print(result.table())
     print(f"table: {paths['table']}  contact sheet: {paths['sheet']}")

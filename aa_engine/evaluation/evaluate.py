@@ -38,6 +38,7 @@ class EvalConfig:
     frames: int = 8
     width: int = 64
     height: int = 96
+    data: str = "flat"  # character style of the held-out clips (aa_engine.data.STYLES): the model's training data
     steps: int = 20
     guidance: float = 3.5
     seed: int = 42
@@ -98,7 +99,7 @@ def vae_roundtrip(model: AnimateAnyoneModel, frames: np.ndarray, device: str | t
 
 
 def evaluate(model: AnimateAnyoneModel, config: EvalConfig, device: str | torch.device = "cpu") -> EvalResult:
-    clips = [make_clip("heldout", i, config.frames, config.width, config.height) for i in range(config.clips)]
+    clips = [make_clip("heldout", i, config.frames, config.width, config.height, config.data) for i in range(config.clips)]
     scores: dict[str, dict[str, float]] = {}
     seconds: dict[str, float] = {}
     samples: dict[str, list[np.ndarray]] = {}
@@ -129,7 +130,7 @@ def contact_sheet(result: EvalResult, path: Path, frames_shown: int = 4) -> Path
     config = result.config
     rows, labels = [], []
     for i in range(min(config.sheet_clips, config.clips)):
-        clip = make_clip("heldout", i, config.frames, config.width, config.height)
+        clip = make_clip("heldout", i, config.frames, config.width, config.height, config.data)
         shown = np.linspace(0, config.frames - 1, min(frames_shown, config.frames)).round().astype(int)
         blank = np.full_like(clip.reference, 255)
         rows.append([clip.reference] + [clip.poses[j] for j in shown])

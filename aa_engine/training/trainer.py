@@ -7,6 +7,8 @@ Output folder layout:
   samples/step_NNNNNN.png  sample grid (reference | skeleton | generated | ground truth), or VAE reconstructions
   model/                   the final weights (config.json + model.safetensors): --init of the next stage,
                            or --weights for the engine
+  vae/                     vae stage only: the VAE alone (training/vae_product.py), a small --init for
+                           the image stage
 
 Resuming is exact: the data of step s and its noise/timesteps/dropout are pure functions of
 (seed, s, process), so a run stopped after a checkpoint and restarted reaches the same weights as
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -30,6 +33,7 @@ from aa_engine.data.dataset import make_batch, make_clip
 from aa_engine.models.animate_anyone import AnimateAnyoneModel, build_model
 from aa_engine.training.config import ARCHITECTURES, TrainConfig
 from aa_engine.training.stages import make_stage, tie_reference_to_denoising, trainable_parameters
+from aa_engine.training.vae_product import is_vae_product, load_vae_into, save_vae, vae_config
 
 log = logging.getLogger(__name__)
 STATE_FILE = "trainer_state.json"
@@ -47,14 +51,29 @@ class TrainResult:
 
 
 def initial_model(config: TrainConfig) -> AnimateAnyoneModel:
-    if config.init:
+    """--init's checkpoint; or --arch from scratch (seeded), with --init's VAE if that is a VAE-only product."""
+    if config.init and not is_vae_product(config.init):
         from aa_engine.weights import load_model
 
         model, _ = load_model(config.init)
         return model
-    model = build_model(ARCHITECTURES[config.arch](), seed=config.seed)
+    architecture = ARCHITECTURES[config.arch]()
+    if config.init:
+        architecture.vae = vae_config(config.init)
+    model = build_model(architecture, seed=config.seed)
     tie_reference_to_denoising(model)
+    if config.init:
+        load_vae_into(model, config.init)
     return model
+
+
+def lr_factor(config: TrainConfig, step: int) -> float:
+    """Learning-rate multiplier at `step`: linear warmup, then constant or a cosine down to 10% at config.steps."""
+    warm = min(1.0, (step + 1) / max(1, config.warmup))
+    if config.lr_schedule != "cosine":
+        return warm
+    progress = min(1.0, max(0.0, (step - config.warmup) / max(1, config.steps - config.warmup)))
+    return warm * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
 
 
 def step_generator(config: TrainConfig, step: int, process: int) -> torch.Generator:
@@ -83,7 +102,7 @@ def _save_checkpoint(accelerator: Accelerator, out: Path, step: int) -> None:
 
 def calibrate_latent_scale(model: AnimateAnyoneModel, config: TrainConfig, samples: int = 64) -> float:
     """1 / std of the VAE's latent means on training images, written into the VAE's config (as SD's 0.18215)."""
-    batch = make_batch("train", list(range(10_000_000, 10_000_000 + samples)), 1, config.width, config.height)
+    batch = make_batch("train", list(range(10_000_000, 10_000_000 + samples)), 1, config.width, config.height, config.data)
     device = next(model.vae.parameters()).device
     with torch.no_grad():
         latents = model.vae.encode(batch.targets.flatten(0, 1).to(device)).latent_dist.mean
@@ -102,7 +121,7 @@ def write_samples(model: AnimateAnyoneModel, config: TrainConfig, path: Path) ->
     rows = []
     with torch.no_grad():
         if config.stage in ("vae", "decoder"):
-            clips = [make_clip("heldout", i, 4, config.width, config.height) for i in SAMPLE_CLIPS]
+            clips = [make_clip("heldout", i, 4, config.width, config.height, config.data) for i in SAMPLE_CLIPS]
             for clip in clips:
                 images = torch.from_numpy(clip.frames).float().div(127.5).sub(1).permute(0, 3, 1, 2).to(device)
                 recon = model.decode(model.encode_latents(images))
@@ -113,7 +132,7 @@ def write_samples(model: AnimateAnyoneModel, config: TrainConfig, path: Path) ->
 
             frames = max(2, min(config.frames, 4)) if config.stage == "motion" else 3
             for i in SAMPLE_CLIPS:
-                clip = make_clip("heldout", i, frames, config.width, config.height)
+                clip = make_clip("heldout", i, frames, config.width, config.height, config.data)
                 generated = generate_clip(model, clip, steps=config.sample_steps, device=device)
                 rows.append([clip.reference] + list(clip.poses) + list(generated) + list(clip.frames))
     model.train(was_training)
@@ -131,7 +150,7 @@ def train(config: TrainConfig, resume: bool = True, stop_after: int | None = Non
     params = trainable_parameters(model, config.stage)
     stage = make_stage(model, config)
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, config.warmup)))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(config, s))
     stage, optimizer, schedule = accelerator.prepare(stage, optimizer, schedule)
     if accelerator.is_main_process:
         config.save(out / "train_config.json")
@@ -151,7 +170,7 @@ def train(config: TrainConfig, resume: bool = True, stop_after: int | None = Non
     for step in range(start, end):
         generator = step_generator(config, step, accelerator.process_index)
         batch = make_batch("train", batch_indices(config, step, accelerator.process_index, accelerator.num_processes),
-                           config.frames, config.width, config.height)
+                           config.frames, config.width, config.height, config.data)
         loss = stage(batch, generator)
         accelerator.backward(loss)
         if config.grad_clip > 0:
@@ -183,4 +202,6 @@ def train(config: TrainConfig, resume: bool = True, stop_after: int | None = Non
             scale = calibrate_latent_scale(model, config)
             log.info("latent scaling factor: %.5f", scale)
         save_checkpoint(model, model_dir)
+        if config.stage == "vae":
+            save_vae(model, out / "vae")
     return TrainResult(model, model_dir, end, loss_value, time.perf_counter() - began)

@@ -74,3 +74,51 @@ def test_export_writes_reference_poses_and_truth(tmp_path):
     assert Image.open(tmp_path / "reference.png").size == (64, 96)
     assert sorted(p.name for p in (tmp_path / "poses").iterdir()) == ["pose_0001.png", "pose_0002.png"]
     assert len(list((tmp_path / "truth").iterdir())) == 2
+
+
+# -- the rich style (v2 model's data) ----------------------------------------------------------------
+def test_rich_clips_are_deterministic_and_sized():
+    a = make_clip("train", 3, 2, 128, 192, style="rich")
+    b = make_clip("train", 3, 2, 128, 192, style="rich")
+    assert a.frames.shape == (2, 192, 128, 3) and a.poses.shape == (2, 192, 128, 3)
+    assert np.array_equal(a.frames, b.frames) and np.array_equal(a.reference, b.reference)
+
+
+def test_rich_characters_are_new_characters_not_restyled_flat_ones():
+    for i in range(4):
+        rich, flat = make_clip("train", i, 1, style="rich"), make_clip("train", i, 1)
+        assert not np.array_equal(rich.keypoints, flat.keypoints)
+        assert not np.array_equal(make_clip("heldout", i, 1, style="rich").reference, rich.reference)
+
+
+def test_rich_style_has_texture_and_detail_the_flat_style_lacks():
+    def colours(style):
+        return np.mean([len(np.unique(make_clip("train", i, 1, 128, 192, style).frames[0].reshape(-1, 3), axis=0)) for i in range(8)])
+
+    assert colours("rich") > 2 * colours("flat")
+
+
+def test_rich_heldout_keeps_the_unseen_motion_family():
+    assert set(HELD_OUT_MOTIONS) & {make_clip("heldout", i, 1, style="rich").motion for i in range(9)}
+    assert not set(HELD_OUT_MOTIONS) & {make_clip("train", i, 1, style="rich").motion for i in range(30)}
+
+
+def test_rich_skeleton_maps_match_the_keypoints():
+    clip = make_clip("heldout", 2, 2, 128, 192, style="rich")
+    for x, y, visible in clip.keypoints[1]:
+        if visible and 0 <= x < 128 and 0 <= y < 192:
+            assert clip.poses[1][int(y), int(x)].max() > 0
+
+
+def test_unknown_style_is_a_clear_error():
+    with pytest.raises(BadRequest, match="Unknown data style"):
+        make_clip("train", 0, 1, style="photo")
+
+
+def test_export_writes_the_rich_style_at_its_size(tmp_path):
+    from PIL import Image
+
+    from aa_engine.data.export import main
+
+    assert main(["--out", str(tmp_path), "--frames", "1", "--style", "rich", "--width", "128", "--height", "192"]) == 0
+    assert Image.open(tmp_path / "reference.png").size == (128, 192)

@@ -148,3 +148,61 @@ def test_decoder_stage_changes_only_the_decoder_and_can_be_swapped_in(tmp_path, 
     other = build_model(ModelConfig.tiny(), seed=5)
     with pytest.raises(WeightsError, match="encoders"):
         assemble(tiny_init, save_checkpoint(other, tmp_path / "other"), tmp_path / "bad")
+
+
+@pytest.mark.slow
+def test_vae_stage_writes_a_vae_only_product_that_starts_the_image_stage(tmp_path):
+    vae = train(TrainConfig(stage="vae", arch="tiny", data="rich", out=str(tmp_path / "vae"), steps=1, batch_size=1, width=64, height=64,
+                            sample_every=0, cpu=True))
+    product = tmp_path / "vae" / "vae"
+    assert (product / "vae.safetensors").is_file() and not (product / "model.safetensors").exists()
+    image = train(_config(tmp_path, product, steps=1, batch_size=1, arch="tiny", data="rich", out=str(tmp_path / "image")))
+    assert image.model.scaling_factor == pytest.approx(vae.model.scaling_factor)
+    for key, value in vae.model.vae.state_dict().items():
+        assert torch.equal(value, image.model.vae.state_dict()[key]), key
+    assert image.model.config.vae == vae.model.config.vae
+
+
+def test_cosine_schedule_warms_up_then_decays_to_a_tenth():
+    from aa_engine.training.trainer import lr_factor
+
+    config = TrainConfig(steps=100, warmup=10, lr_schedule="cosine")
+    assert lr_factor(config, 0) == pytest.approx(0.1)
+    assert lr_factor(config, 9) == pytest.approx(1.0)
+    assert lr_factor(config, 55) == pytest.approx(0.55, abs=0.02)
+    assert lr_factor(config, 100) == pytest.approx(0.1)
+    assert lr_factor(TrainConfig(steps=100, warmup=10), 90) == 1.0
+
+
+def test_ssim_loss_term_is_the_evaluation_metric():
+    import numpy as np
+
+    from aa_engine.evaluation.metrics import ssim
+    from aa_engine.training.stages import ssim_torch
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (2, 40, 32, 3)).astype(np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-40, 40, a.shape), 0, 255).astype(np.uint8)
+    signed = lambda x: torch.from_numpy(x).double().div(127.5).sub(1).permute(0, 3, 1, 2)  # noqa: E731
+    assert float(ssim_torch(signed(a), signed(b))) == pytest.approx(ssim(a, b), abs=1e-6)
+
+
+def test_unknown_data_style_or_schedule_is_a_clear_error(tmp_path):
+    with pytest.raises(BadRequest, match="--data"):
+        train(TrainConfig(stage="vae", data="photo", out=str(tmp_path)))
+    with pytest.raises(BadRequest, match="--lr-schedule"):
+        train(TrainConfig(stage="vae", lr_schedule="step", out=str(tmp_path)))
+
+
+def test_random_crops_are_on_the_latent_grid_and_zero_means_whole_frames():
+    from aa_engine.training.stages import random_crops
+
+    images = torch.arange(2 * 3 * 48 * 32, dtype=torch.float32).reshape(2, 3, 48, 32)
+    assert random_crops(images, 0, torch.Generator().manual_seed(0)) is images
+    crops = random_crops(images, 16, torch.Generator().manual_seed(0))
+    assert crops.shape == (2, 3, 16, 16)
+    for i in range(2):
+        flat_index = int(crops[i, 0, 0, 0]) - i * 3 * 48 * 32
+        y, x = divmod(flat_index, 32)
+        assert y % 8 == 0 and x % 8 == 0
+        assert torch.equal(crops[i], images[i, :, y : y + 16, x : x + 16])
