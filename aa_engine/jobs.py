@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,14 +24,17 @@ from aa_contract import settings as contract_settings
 from aa_contract.keypoints import KeypointTrack
 from aa_engine import __version__
 from aa_engine.config import GenerationConfig
-from aa_engine.errors import EngineError, InputError, OutOfMemory, OutputError
+from aa_engine.errors import EngineError, InputError, OutOfMemory
+from aa_engine.job_folder import FRAME_NAME, JobFolder  # noqa: F401 - FRAME_NAME: the layout, for other modules
 from aa_engine.pipeline import AnimateAnyonePipeline, Progress
 
 log = logging.getLogger(__name__)
 
+# Larger images are refused before decoding (PIL's guard is 2x its MAX_IMAGE_PIXELS; this is the
+# same figure, about 9459x9459): a PNG header can claim any size at almost no cost.
+MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".gif"}
-FRAME_NAME = "frame_{:05d}.png"  # 1-based
 Emit = Callable[..., None]  # emit(event_type, **fields)
 
 
@@ -66,13 +68,30 @@ class JobSpec:
 
 # -- inputs ---------------------------------------------------------------------------------------
 def load_reference(path: Path) -> Image.Image:
+    """The reference image as RGB; InputError (code bad_input, field reference) naming what is wrong."""
+    hint = "Pick an existing PNG or JPG of the character."
+    if path.is_dir():
+        raise InputError(f"The reference image {path} is a folder, not an image file.", hint + " Give the image file inside it.", field="reference")
+    if not path.exists():
+        raise InputError(f"The reference image {path} does not exist.", hint, field="reference")
     if not path.is_file():
-        raise InputError(f"The reference image {path} does not exist.", "Pick an existing PNG or JPG of the character.")
+        raise InputError(f"The reference image {path} is not a regular file (a device or pipe?).", hint, field="reference")
+    return _open_image(path, "The reference image", "Save it again as PNG or JPG.", field="reference")
+
+
+def _open_image(path: Path, what: str, hint: str, field: str | None = None) -> Image.Image:
+    """An image file as RGB, with PIL's decompression-bomb guard (Image.MAX_IMAGE_PIXELS) as an
+    InputError that states the limit; any other failure to decode is an InputError too."""
     try:
         with Image.open(path) as image:
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise Image.DecompressionBombError(f"{image.width}x{image.height}")
             return image.convert("RGB")
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(f"The reference image {path} cannot be read ({exc}).", "Save it again as PNG or JPG.") from exc
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"{what} {path} claims a size beyond the limit of {MAX_IMAGE_PIXELS:,} pixels ({exc}).",
+                         "It may be a decompression bomb; if it is a real image, scale it down first.", field=field) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise InputError(f"{what} {path} cannot be read ({exc}).", hint, field=field) from exc
 
 
 def pose_files(poses: Path | list[Path]) -> list[Path]:
@@ -118,11 +137,7 @@ def load_poses(poses: Poses, size: tuple[int, int] | None = None) -> tuple[list[
     images = []
     if files:
         for path in files:
-            try:
-                with Image.open(path) as image:
-                    images.append(image.convert("RGB"))
-            except (UnidentifiedImageError, OSError) as exc:
-                raise InputError(f"The pose map {path} cannot be read ({exc}).", "Export the skeleton maps again.") from exc
+            images.append(_open_image(Path(path), "The pose map", "Export the skeleton maps again.", field="poses"))
         return images, _pixel_digest(images)
     import imageio.v3 as iio
 
@@ -144,98 +159,6 @@ def fingerprint(reference: Path, pose_digest: bytes, config: GenerationConfig, w
     return digest.hexdigest()[:24]
 
 
-# -- the output folder ----------------------------------------------------------------------------
-class JobFolder:
-    def __init__(self, path: Path):
-        self.path = path.expanduser().resolve()
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            probe = self.path / f".write-test-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise OutputError(
-                f"The output folder {self.path} cannot be written ({exc.strerror or exc}).",
-                "Choose a folder you can write to, or fix its permissions.",
-            ) from exc
-        self.state_path = self.path / ".resume" / "state.pt"
-
-    def frame_path(self, index: int) -> Path:
-        return self.path / FRAME_NAME.format(index + 1)
-
-    def read_manifest(self) -> dict:
-        try:
-            return json.loads((self.path / "job.json").read_text())
-        except (OSError, ValueError):
-            return {}
-
-    def write_manifest(self, data: dict) -> None:
-        self._atomic(self.path / "job.json", lambda p: p.write_text(json.dumps(data, indent=2)))
-
-    def finished_frames(self, num_frames: int) -> set[int]:
-        return {i for i in range(num_frames) if self.frame_path(i).is_file()}
-
-    def write_frame(self, index: int, image: np.ndarray) -> Path:
-        path = self.frame_path(index)
-        self._atomic(path, lambda p: Image.fromarray(image).save(p, format="PNG"))
-        return path
-
-    def save_state(self, fp: str, step: int, latents: torch.Tensor) -> None:
-        self.state_path.parent.mkdir(exist_ok=True)
-        self._atomic(self.state_path, lambda p: torch.save({"fingerprint": fp, "step": step, "latents": latents.cpu()}, p))
-
-    def load_state(self, fp: str) -> tuple[int, torch.Tensor] | None:
-        if not self.state_path.is_file():
-            return None
-        try:
-            state = torch.load(self.state_path, map_location="cpu", weights_only=True)
-        except Exception:  # noqa: BLE001 - a damaged checkpoint only means starting afresh
-            return None
-        if state.get("fingerprint") != fp:
-            return None
-        return int(state["step"]), state["latents"]
-
-    def clear_state(self) -> None:
-        if self.state_path.exists():
-            self.state_path.unlink()
-        if self.state_path.parent.exists() and not any(self.state_path.parent.iterdir()):
-            self.state_path.parent.rmdir()
-
-    def clear_frames(self) -> None:
-        for path in self.path.glob("frame_*.png"):
-            path.unlink()
-
-    def write_video(self, num_frames: int, fps: float) -> Path | None:
-        """Encode the frames to video.mp4 (H.264) when imageio-ffmpeg is installed; else None."""
-        try:
-            import imageio.v2 as imageio
-            import imageio_ffmpeg  # noqa: F401 - checks the writer is there
-        except ImportError:
-            log.warning("imageio-ffmpeg is not installed: no video.mp4 (the PNG frames are complete)")
-            return None
-        target = self.path / "video.mp4"
-        tmp = self.path / f".video-{os.getpid()}.mp4"
-        writer = imageio.get_writer(tmp, fps=fps, codec="libx264", quality=8, macro_block_size=8, pixelformat="yuv420p")
-        try:
-            for i in range(num_frames):
-                writer.append_data(np.asarray(Image.open(self.frame_path(i)).convert("RGB")))
-        finally:
-            writer.close()
-        os.replace(tmp, target)
-        return target
-
-    @staticmethod
-    def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-        """Write via a temp file in the same folder, then rename: a crash never leaves half a file."""
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            write(tmp)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-
-
 # -- running it -----------------------------------------------------------------------------------
 def run_job(
     pipe: AnimateAnyonePipeline,
@@ -246,8 +169,11 @@ def run_job(
 ) -> dict:
     """Run one job to completion; returns the `done` fields. Raises EngineError subclasses."""
     started = time.monotonic()
+    # Everything is checked before the output folder is made or touched: a refused job leaves
+    # nothing behind (settings, the model's limits, then the inputs).
     config = spec.config.sized_for(pipe.model.config)
     config.validate(pipe.model.config.motion_module.max_frames)
+    pipe.model.config.check_size(config.width, config.height)
     native = pipe.model.config.native_size
     if native and (config.width, config.height) != tuple(native):
         log.warning("generating at %dx%d; the model was trained at %dx%d and may look worse at other sizes",
@@ -273,7 +199,7 @@ def run_job(
         {"fingerprint": fp, "engine_version": __version__, "id": spec.id, "frames": n, "reference": str(spec.reference),
          "settings": asdict(config), "weights": weights_identity}
     )
-    done = folder.finished_frames(n) if same_job else set()
+    done = folder.finished_frames(n, (config.width, config.height)) if same_job else set()
     emit("accepted", frames=n, resumed_frames=len(done), settings=config.settings(), warnings=list(spec.warnings))
 
     def progress(stage: str, step: int, total: int, eta: float | None = None) -> None:

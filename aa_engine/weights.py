@@ -8,9 +8,12 @@ Three sources, chosen by `load_model(spec)`:
                                 pose_guider.pth, motion_module.pth}  (.safetensors accepted for each .pth)
   None                          the shipped default model (aa_engine/default_model/) when present
 
-Every state dict is checked key by key before loading: a missing or unexpected key is an error that
-names the first few, never a silently random layer. Pickled files are only read with
-torch.load(weights_only=True).
+Every config is checked before anything is allocated (ModelConfig.validate: types, positive and
+bounded sizes, known block types; then the parameter count, from a build on the meta device, is
+bounded by MAX_PARAMETERS). Every state dict is checked key by key before loading: a missing or
+unexpected key is an error that names the first few, never a silently random layer. Pickled files
+are only read with torch.load(weights_only=True), the VAE's and CLIP's by diffusers/transformers,
+and any failure there is a WeightsError naming the folder.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from aa_engine.config import CLIP_RESIZES, ModelConfig
+from aa_engine.config import ModelConfig
 from aa_engine.errors import WeightsError
 from aa_engine.models.animate_anyone import PARTS, AnimateAnyoneModel, build_model, build_unets
 
@@ -47,6 +50,9 @@ MOORE_FILES = {
     "motion_module": "motion_module",
 }
 STATE_SUFFIXES = (".safetensors", ".pth", ".bin", ".ckpt")
+# About 3x the released model (2.56 billion parameters: two SD-1.5 UNets, motion modules, VAE,
+# CLIP ViT-L): anything bigger is a broken or hostile config.json, refused before allocating.
+MAX_PARAMETERS = 8_000_000_000
 
 
 @dataclass
@@ -92,6 +98,55 @@ def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], what: s
     module.load_state_dict(state, strict=True, assign=assign)
 
 
+def count_parameters(config: ModelConfig) -> dict[str, int]:
+    """The parameters each part of `config` would have, counted on the meta device (nothing is
+    allocated). The config must have passed ModelConfig.validate."""
+    from diffusers import AutoencoderKL
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    with torch.device("meta"):
+        reference_unet, denoising_unet, pose_guider = build_unets(config)
+        vae = AutoencoderKL.from_config(config.vae)
+        image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**config.image_encoder))
+    parts = {"reference_unet": reference_unet, "denoising_unet": denoising_unet, "pose_guider": pose_guider,
+             "vae": vae, "image_encoder": image_encoder}
+    return {name: sum(p.numel() for p in module.parameters()) for name, module in parts.items()}
+
+
+def check_config(config: ModelConfig, where: str | dict[str, str]) -> int:
+    """Validate `config` (already done by ModelConfig.load/from_dict; repeated for configs built in
+    code) and bound its parameter count; returns the count. Raises WeightsError naming `where`
+    (a file, or per part as ModelConfig.validate takes it)."""
+    config.validate(where)
+    where = where if isinstance(where, str) else where[""]
+    try:
+        total = sum(count_parameters(config).values())
+    except WeightsError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - diffusers/transformers refusing a value is the same problem
+        raise WeightsError(f"{where}: the model cannot be built from this config ({exc.__class__.__name__}: {exc}).",
+                           "Fix the config.json or re-download the weights.", field="config") from exc
+    if total > MAX_PARAMETERS:
+        raise WeightsError(
+            f"{where} describes a model of {total:,} parameters ({total * 4 / 2**30:.0f} GiB in fp32); the limit is {MAX_PARAMETERS:,}.",
+            "The config.json is damaged or not an Animate Anyone model; the released model has about 2.6 billion.",
+            field="config")
+    return total
+
+
+def _read_json_object(path: Path, what: str) -> dict:
+    """A JSON object from `path`, or a WeightsError naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise WeightsError(f"{path} is nested too deeply.", f"Re-download {what}.", field="config") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise WeightsError(f"Cannot read {path} ({exc}).", f"Re-download {what}.", field="config") from None
+    if not isinstance(data, dict):
+        raise WeightsError(f"{path} must hold a JSON object (got {type(data).__name__}).", f"Re-download {what}.", field="config")
+    return data
+
+
 def read_state_file(path: Path) -> dict[str, torch.Tensor]:
     """Read a .safetensors file, or a pickled state dict with torch.load(weights_only=True)."""
     try:
@@ -131,10 +186,8 @@ def save_checkpoint(model: AnimateAnyoneModel, folder: str | Path, dtype: torch.
 
 
 def load_checkpoint(folder: Path) -> AnimateAnyoneModel:
-    config = ModelConfig.load(folder / CONFIG_FILE)
-    if config.clip_resize not in CLIP_RESIZES:
-        raise WeightsError(f"{folder / CONFIG_FILE}: clip_resize is {config.clip_resize!r}.",
-                           f"Use one of: {', '.join(CLIP_RESIZES)} (how the reference was fed to CLIP in training).")
+    config = ModelConfig.load(folder / CONFIG_FILE)  # checked field by field
+    check_config(config, str(folder / CONFIG_FILE))  # and its size, before allocating
     model = build_model(config)
     state = read_state_file(folder / CHECKPOINT_FILE)
     for part in PARTS:
@@ -182,22 +235,32 @@ def load_moore(root: Path) -> AnimateAnyoneModel:
             f"The weights folder {root} is incomplete: missing {', '.join(missing)}.",
             "Download the complete Moore-AnimateAnyone release into it (see README: Weights).",
         )
-    unet_config = json.loads((root / MOORE_FILES["unet_config"]).read_text())
-    vae, vae_info = AutoencoderKL.from_pretrained(root / MOORE_FILES["vae"], output_loading_info=True)
-    image_encoder, clip_info = CLIPVisionModelWithProjection.from_pretrained(root / MOORE_FILES["image_encoder"], output_loading_info=True)
-    for what, info in (("sd-vae-ft-mse", vae_info), ("image_encoder", clip_info)):
-        bad = list(info.get("missing_keys", [])) + list(info.get("unexpected_keys", []))
-        if bad:
-            raise WeightsError(f"{what} does not match its config: {_first(sorted(bad))}.", f"Re-download {what}.")
+    # Every config is read and checked before any weights are loaded or layers allocated.
+    unet_path, vae_dir, clip_dir = root / MOORE_FILES["unet_config"], root / MOORE_FILES["vae"], root / MOORE_FILES["image_encoder"]
+    unet_config = _read_json_object(unet_path, "stable-diffusion-v1-5/unet")
+    vae_config = _read_json_object(vae_dir / "config.json", "sd-vae-ft-mse")
+    clip_config = _read_json_object(clip_dir / "config.json", "image_encoder")
+    missing_clip = [k for k in CLIP_KEYS if k not in clip_config]
+    if missing_clip:
+        raise WeightsError(f"{clip_dir / 'config.json'} lacks {', '.join(missing_clip)}.", "Re-download image_encoder.", field=missing_clip[0])
     guider_file = find_state_file(root, "pose_guider")
     guider_state = read_state_file(guider_file)
     config = ModelConfig(
         unet={k: v for k, v in unet_config.items() if not k.startswith("_")},
         pose_guider_channels=_guider_channels(guider_state, guider_file),
-        vae={k: v for k, v in vae.config.items() if not k.startswith("_")},
-        image_encoder={k: getattr(image_encoder.config, k) for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "patch_size", "image_size", "projection_dim")},
+        vae={k: v for k, v in vae_config.items() if not k.startswith("_")},
+        image_encoder={k: clip_config[k] for k in CLIP_KEYS},
         name="moore-animate-anyone",
     )
+    where = {"unet": str(unet_path), "vae": str(vae_dir / "config.json"), "image_encoder": str(clip_dir / "config.json"),
+             "pose_guider_channels": str(guider_file), "": f"the weights folder {root}"}
+    check_config(config, where)
+    vae, vae_info = _from_pretrained(AutoencoderKL, vae_dir, "sd-vae-ft-mse")
+    image_encoder, clip_info = _from_pretrained(CLIPVisionModelWithProjection, clip_dir, "image_encoder")
+    for what, info in (("sd-vae-ft-mse", vae_info), ("image_encoder", clip_info)):
+        bad = list(info.get("missing_keys", [])) + list(info.get("unexpected_keys", []))
+        if bad:
+            raise WeightsError(f"{what} does not match its config: {_first(sorted(bad))}.", f"Re-download {what}.")
     # SD-1.5-sized UNets: build without allocating random weights, then take the file's tensors.
     with torch.device("meta"):
         reference_unet, denoising_unet, pose_guider = build_unets(config)
@@ -215,6 +278,20 @@ def load_moore(root: Path) -> AnimateAnyoneModel:
     return AnimateAnyoneModel(config, vae, image_encoder, reference_unet, denoising_unet, pose_guider).eval()
 
 
+CLIP_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "patch_size", "image_size", "projection_dim")
+
+
+def _from_pretrained(cls, folder: Path, what: str):
+    """diffusers/transformers `from_pretrained` on a local folder, any failure (a truncated file, a
+    pickle that weights_only loading refuses, a config it rejects) as a WeightsError naming it."""
+    try:
+        return cls.from_pretrained(folder, output_loading_info=True, local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - every failure here is "this folder is broken"
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise WeightsError(f"Cannot load {what} from {folder}: {exc.__class__.__name__}: {text[:300]}",
+                           f"Re-download {what}; its weights files are only read as plain tensors, never unpickled as code.") from exc
+
+
 def _guider_channels(state: dict[str, torch.Tensor], path: Path) -> tuple[int, ...]:
     """The pose guider's widths, read off its weights (the release does not store them)."""
     try:
@@ -222,6 +299,8 @@ def _guider_channels(state: dict[str, torch.Tensor], path: Path) -> tuple[int, .
         return (state["conv_in.weight"].shape[0],) + tuple(state[f"blocks.{i}.weight"].shape[0] for i in range(1, n_blocks, 2))
     except KeyError as exc:
         raise WeightsError(f"{path} lacks {exc.args[0]}.", "The pose guider file is incomplete; re-download it.") from exc
+    except (IndexError, AttributeError) as exc:
+        raise WeightsError(f"{path} has tensors of the wrong shape for a pose guider.", "Re-download it.") from exc
 
 
 def save_moore_layout(model: AnimateAnyoneModel, root: str | Path) -> Path:

@@ -31,7 +31,7 @@ def test_a_checkpoint_with_an_unknown_clip_resize_is_refused(tmp_path, tiny_mode
     assert config["clip_resize"] == "squash"
     config["clip_resize"] = "Squash"
     (tmp_path / "ckpt" / "config.json").write_text(json.dumps(config))
-    with pytest.raises(WeightsError, match="clip_resize is 'Squash'"):
+    with pytest.raises(WeightsError, match="'clip_resize' is 'Squash'"):
         load_model(str(tmp_path / "ckpt"))
 
 
