@@ -73,8 +73,10 @@ def test_progress_lines_come_once_per_step(tmp_path):
 
     engine = SimpleNamespace(hello={"type": "hello"}, send=lambda message: None)
     task = RenderTask(engine, {"type": "job", "id": "j", "poses": ["a.png", "b.png", "c.png"], "output": str(tmp_path)})
-    progress = lambda stage, step, total, **extra: {"type": "progress", "id": "j", "stage": stage, "step": step, "total": total,
-                                                    "frames_total": 3, **extra}
+
+    def progress(stage, step, total, **extra):
+        return {"type": "progress", "id": "j", "stage": stage, "step": step, "total": total, "frames_total": 3, **extra}
+
     events = [{"type": "accepted", "id": "j", "frames": 3, "resumed_frames": 0},
               progress("prepare", 0, 1), progress("reference", 1, 1), progress("denoise", 0, 2),
               progress("denoise", 1, 2, eta_s=4.0), progress("denoise", 2, 2, eta_s=0.0)]
