@@ -436,7 +436,7 @@ class ANIMATE_ANYONE_OT_version_delete(bpy.types.Operator):
 
     bl_idname = "animate_anyone.version_delete"
     bl_label = "Delete Version"
-    bl_options = {'REGISTER', 'UNDO'}
+    bl_options = {'REGISTER'}  # no undo: the folder is gone from disk
 
     @classmethod
     def poll(cls, context):

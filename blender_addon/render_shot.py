@@ -223,7 +223,7 @@ def render_blocking(context, scene, engine_overrides: dict | None = None, echo=p
     plan = task.plan
     for note in plan.notes:
         echo(f"note: {note}")
-    echo(f"shot '{plan.shot_name}' {task.version_dir.name}: frames {plan.frame_start}-{plan.frame_end} at {plan.width}x{plan.height}, {len(plan.pose_paths)} skeleton maps in {plan.poses_dir}")
+    echo(f"shot '{plan.shot_name}' {task.version_dir.name}: frames {plan.frame_start}-{plan.frame_end} at {plan.width}x{plan.height}, poses in {plan.poses_dir}")
     progress = task.run_blocking(progress_printer(echo))
     task.imported = True
     strip = finish_render(scene, task, scene.animate_anyone.import_pose_preview)
@@ -304,6 +304,20 @@ def run_queue_blocking(context, engine_overrides: dict | None = None, echo=print
     return runtime.queue.run_blocking(start, finish, on_progress, poll_s)
 
 
+def apply_to_shot(item, args) -> None:
+    """The command line's generation flags for a shot of the list: the seed is the shot's own;
+    the other flags already set the scene's defaults (apply_arguments), and a shot that overrides
+    a flag's group gets the flag's value too. So a flag always reaches the rendered shots."""
+    from .contract import settings as contract_settings
+
+    for name, value in contract_settings.from_arguments(args).items():
+        setting = contract_settings.BY_NAME[name]
+        if not setting.addon_property:
+            continue
+        if name == "seed" or getattr(item, f"override_{setting.group}", False):
+            setattr(item, name, value)
+
+
 def render_shot_list(context, scene, args, engine_overrides: dict) -> int:
     """The command line's `--all-shots` / `--shot NAME` with a shot list: queue, run to the end,
     save the .blend with every shot's strip. Returns the exit status (0 all done, 2 a shot failed)."""
@@ -320,6 +334,8 @@ def render_shot_list(context, scene, args, engine_overrides: dict) -> int:
         raise AddonError("--start/--end set the single shot's frames; the shots of the shot list have their own.",
                          "Change a shot's frames in the shot list, or leave out --start/--end.")
     names = [s.name for s in settings.shots] if args.all_shots else [args.shot]
+    for name in names:
+        apply_to_shot(shots.find_shot(scene, name), args)
     queue_shots(scene, names)
     entries = run_queue_blocking(context, engine_overrides, echo=echo)
     save = args.save or str(shots.output_base(settings) / f"{bpy.path.clean_name(scene.name)}_shots.blend")

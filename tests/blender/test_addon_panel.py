@@ -228,7 +228,7 @@ def test_preferences_draw(shot, check_state):
         prefs = get_preferences()
         calls = []
         # draw() reads the preferences' own properties through self: give it the real ones.
-        owner = SimpleNamespace(**{k: getattr(prefs, k) for k in ("engine_python", "engine_source", "weights", "device", "precision", "engine_address")})
+        owner = SimpleNamespace(**{p.identifier: getattr(prefs, p.identifier) for p in prefs.bl_rna.properties if p.identifier != "rna_type"})
         owner.bl_rna = prefs.bl_rna
         owner.layout = CheckedLayout(calls)
         AnimateAnyonePreferences.draw(owner, bpy.context)

@@ -2,8 +2,11 @@
 overrides, the scene's elsewhere), Render All Shots through one real engine (random-tiny), portable
 strips, and the headless `--all-shots` command-line render."""
 
+import json
 import os
 import shutil
+import stat
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -93,6 +96,19 @@ def test_a_shot_takes_its_own_values_and_the_scene_defaults_elsewhere(markers):
         plan_shot(markers, None, shots.settings_for(markers, item))
 
 
+def png_texts(path: Path) -> dict[str, str]:
+    """The tEXt chunks of a PNG file."""
+    data = Path(path).read_bytes()
+    at, out = 8, {}
+    while at < len(data):
+        length, kind = struct.unpack(">I4s", data[at:at + 8])
+        if kind == b"tEXt":
+            key, _, value = data[at + 8:at + 8 + length].partition(b"\0")
+            out[key.decode("latin-1")] = value.decode("latin-1")
+        at += 12 + length
+    return out
+
+
 def _strip_files(strip) -> list[Path]:
     import bpy
 
@@ -135,6 +151,14 @@ def test_render_all_shots_gives_one_strip_per_shot_and_the_project_folder_can_mo
         assert record["settings"]["steps"] == 2 and record["engine"]["engine_version"] and record["engine"]["model"] == "random-tiny"
         job = (project / "aa_renders" / "Shot_2" / "v001" / "frames" / "job.json").read_text()
         assert '"engine_version"' in job and '"weights"' in job and '"seed": 42' in job
+        texts = png_texts(project / "aa_renders" / "Shot_2" / "v001" / "frames" / "frame_00001.png")
+        assert texts["Software"].startswith("aa_engine ")
+        made = json.loads(texts["aa:job"])
+        assert made["settings"]["seed"] == 42 and made["weights"] and made["engine_version"] and made["fingerprint"]
+        umask = os.umask(0o022)
+        os.umask(umask)
+        keypoints = project / "aa_renders" / "Shot_2" / "v001" / "poses" / "keypoints.json"
+        assert stat.S_IMODE(keypoints.stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
         log = (project / "aa_renders" / "engine.log").read_text()
         assert log.count("add-on: job ") == 3 and "(shot 'Shot_3' v001) done: 2/2 frames" in log
         assert [s.versions[s.version_index].name for s in scene.animate_anyone.shots] == ["v001"] * 3
@@ -185,3 +209,13 @@ def test_command_line_all_shots_renders_every_shot_headless(tmp_path):
                             "--engine-python", engine_python(), "--weights", "random-tiny"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode == 2
     assert "error: Scene 'Scene' has no shot named 'Shot 9' (shots: Shot 1, Shot 2, Shot 3)." in again.stderr
+    from _addon_helpers import tree_bytes
+
+    v001 = tree_bytes(tmp_path / "renders" / "Shot_2" / "v001")
+    seven = subprocess.run([sys.executable, "-m", "blender_addon.command_line", str(tmp_path / "out.blend"), "--shot", "Shot 2", "--seed", "7",
+                            "--engine-python", engine_python(), "--weights", "random-tiny", "--device", "cpu", "--save", tmp_path / "out.blend"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert seven.returncode == 0, seven.stdout + seven.stderr
+    assert "shot 'Shot 2' v002: strip 'AA Shot_2', 2 frames from frame 3 on channel 1" in seven.stdout
+    assert tree_bytes(tmp_path / "renders" / "Shot_2" / "v001") == v001
+    assert not (tmp_path / "renders" / "Shot_1" / "v002").exists()
