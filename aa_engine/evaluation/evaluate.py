@@ -4,8 +4,9 @@ Rows of the table (all on the same held-out clips, generated with the engine's p
   full             the model as shipped (ReferenceNet + CLIP + pose guider + motion modules)
   no_referencenet  reference attention switched off at sampling time: only the CLIP path carries
                    the reference (an inference-time ablation, not a separately trained model)
-  no_motion        the motion modules' output projections zeroed: as the modules are residual and
-                   stage 2 trains nothing else, this is exactly the stage-1 (image-level) model
+  no_motion        the motion modules switched off at sampling time: as the modules are residual with
+                   a zero-initialised output and stage 2 trains nothing else, this is exactly the
+                   stage-1 (image-level) model
   warp_baseline    no diffusion: the reference warped limb by limb onto each target pose
   vae_ceiling      not a model: the ground truth through the VAE (encode, decode), the best any
                    diffusion row can score with this VAE
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,27 +68,6 @@ class EvalResult:
         return {"config": self.config.__dict__ | {"ablations": list(self.config.ablations)}, "scores": self.scores, "seconds_per_clip": self.seconds}
 
 
-@contextmanager
-def motion_modules_off(model: AnimateAnyoneModel):
-    """Within the block the motion modules are exact identities (zero output projection): the model
-    is then exactly the stage-1 (image-level) model. The weights are restored on exit.
-
-    (In place rather than on a deep copy: the UNet's hooks close over the original's modules.)
-    """
-    saved = [(m.temporal_transformer.proj_out.weight.detach().clone(), m.temporal_transformer.proj_out.bias.detach().clone()) for m in model.motion_modules()]
-    try:
-        with torch.no_grad():
-            for module in model.motion_modules():
-                module.temporal_transformer.proj_out.weight.zero_()
-                module.temporal_transformer.proj_out.bias.zero_()
-        yield model
-    finally:
-        with torch.no_grad():
-            for module, (weight, bias) in zip(model.motion_modules(), saved):
-                module.temporal_transformer.proj_out.weight.copy_(weight)
-                module.temporal_transformer.proj_out.bias.copy_(bias)
-
-
 @torch.no_grad()
 def vae_roundtrip(model: AnimateAnyoneModel, frames: np.ndarray, device: str | torch.device = "cpu") -> np.ndarray:
     """(f, H, W, 3) uint8 -> the same frames encoded and decoded by the model's VAE."""
@@ -113,9 +92,8 @@ def evaluate(model: AnimateAnyoneModel, config: EvalConfig, device: str | torch.
             elif ablation == "warp_baseline":
                 video = np.stack([warp_reference(clip.reference, clip.reference_keypoints, k) for k in clip.keypoints])
             else:
-                with motion_modules_off(model) if ablation == "no_motion" else nullcontext():
-                    video = generate_clip(model, clip, steps=config.steps, guidance=config.guidance, seed=config.seed, device=device,
-                                          reference_attention=ablation != "no_referencenet")
+                video = generate_clip(model, clip, steps=config.steps, guidance=config.guidance, seed=config.seed, device=device,
+                                      reference_attention=ablation != "no_referencenet", motion_modules=ablation != "no_motion")
             per_clip.append(all_metrics(video, clip.frames))
             if len(videos) < config.sheet_clips:
                 videos.append(video)

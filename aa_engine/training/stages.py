@@ -150,11 +150,10 @@ class DiffusionStage(nn.Module):
         context[:n_drop] = 0
         keep = order[n_drop:]
 
-        model.bank.clear()
+        reference = None
         if len(keep):
             with torch.set_grad_enabled(not self.use_motion and torch.is_grad_enabled()):
-                model.write_reference(ref_latents[keep], context[n_drop:])
-        model.bank.uncond_rows = n_drop * f
+                reference = model.reference_tokens(ref_latents[keep], context[n_drop:]).for_batch(n_drop * f)
         poses = batch.poses[order.cpu()].flatten(0, 1).to(device)
         pose_features = model.pose_guider(poses)
         if self.use_motion:
@@ -162,9 +161,8 @@ class DiffusionStage(nn.Module):
         pose_features = pose_features.reshape(b, f, *pose_features.shape[1:]).permute(0, 2, 1, 3, 4)
 
         noisy = add_noise(x0, noise, timesteps, self.ac)
-        pred = video_forward(model.denoising_unet, noisy, timesteps.repeat_interleave(f), context, pose_features, self.use_motion)
-        model.bank.uncond_rows = 0
-        model.bank.clear()
+        pred = video_forward(model.denoising_unet, noisy, timesteps.repeat_interleave(f), context, pose_features, self.use_motion,
+                             reference)
         target = v_target(x0, noise, timesteps, self.ac)
         per_sample = (pred.float() - target.float()).pow(2).flatten(1).mean(1)
         weights = loss_weights(timesteps.cpu(), self.ac.cpu(), cfg.snr_gamma).to(per_sample)
