@@ -700,6 +700,8 @@ class EngineServer:
         """Record a failed `auth` from this address; returns how long to wait before answering."""
         now = time.monotonic()
         with self._lock:
+            if len(self._failures) > 10000:  # many addresses: forget the ones quiet for 10 minutes
+                self._failures = {k: v for k, v in self._failures.items() if now - v[1] < 600}
             count, last = self._failures.get(peer, (0, now))
             if now - last > 600:
                 count = 0

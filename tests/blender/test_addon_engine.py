@@ -66,14 +66,14 @@ def test_incomplete_weights_folder_says_what_is_missing(tmp_path):
 @pytest.mark.slow
 def test_check_engine_reports_hello():
     from blender_addon import runtime
-    from blender_addon.engine_client import EngineSettings
+    from blender_addon.engine_client import PROTOCOL_VERSION, EngineSettings
 
     status = runtime.BackgroundStatus()
     status.run(lambda s: runtime.check_engine(EngineSettings(engine_python(), "random-tiny", "cpu"), s))
     status.join(300)
     assert status.state == "ok", status.message
     text = "\n".join(status.lines)
-    assert "Device cpu, float32" in text and "Model random-tiny" in text and "protocol 1" in text
+    assert "Device cpu, float32" in text and "Model random-tiny" in text and f"protocol {PROTOCOL_VERSION}" in text
 
 
 @pytest.mark.slow

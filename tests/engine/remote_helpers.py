@@ -124,10 +124,12 @@ class RawClient:
                 raise TimeoutError(f"no {kind} within {timeout} s; got {[m['type'] for m in seen][-10:]}")
 
     def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        """Really close (the makefile() reader holds the socket open otherwise)."""
+        for step in (lambda: self.sock.shutdown(socket.SHUT_RDWR), self.file.close, self.sock.close):
+            try:
+                step()
+            except OSError:
+                pass
 
 
 def upload(path: Path) -> dict:

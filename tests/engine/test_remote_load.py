@@ -16,7 +16,7 @@ CLIENTS, JOBS_PER_CLIENT, FRAMES = 4, 5, 2
 
 
 def test_20_jobs_from_4_clients_no_frame_lost_and_rss_growth_reported(tmp_path):
-    engine = RemoteEngineProcess(tmp_path / "work")
+    engine = RemoteEngineProcess(tmp_path / "work", "--keep-hours", "0.003")  # uncollected jobs go after 10.8 s
     try:
         warm = RawClient(engine.port, engine.token)
         warm.send(remote_job("warm-up", frames=FRAMES, seed=999))
@@ -65,5 +65,16 @@ def test_20_jobs_from_4_clients_no_frame_lost_and_rss_growth_reported(tmp_path):
               f"({60 * len(results) / elapsed:.1f} jobs/min); engine RSS {rss_before / 1024:.0f} MB -> {rss_after / 1024:.0f} MB "
               f"({growth:+.1f} MB over the 20 jobs)")
         assert growth < 200, f"RSS grew {growth:.0f} MB over 20 tiny jobs"
+
+        # Finished jobs nobody touches are removed after the keep time: folders and records.
+        assert list((engine.work_root / "jobs").iterdir())  # (the warm-up job may be gone already)
+        deadline = time.monotonic() + 60
+        while list((engine.work_root / "jobs").iterdir()):
+            assert time.monotonic() < deadline, "finished jobs were not cleaned up"
+            time.sleep(1)
+        late = RawClient(engine.port, engine.token)
+        late.send({"type": "attach", "id": "c0-job0"})
+        assert late.next(30)["code"] == "not_found"
+        late.close()
     finally:
         engine.stop()
