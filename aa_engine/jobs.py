@@ -24,7 +24,7 @@ from aa_contract import settings as contract_settings
 from aa_contract.keypoints import KeypointTrack
 from aa_engine import __version__
 from aa_engine.config import GenerationConfig
-from aa_engine.errors import EngineError, InputError, OutOfMemory
+from aa_engine.errors import Cancelled, InputError, OutOfMemory
 from aa_engine.job_folder import FRAME_NAME, JobFolder  # noqa: F401 - FRAME_NAME: the layout, for other modules
 from aa_engine.pipeline import AnimateAnyonePipeline, Progress
 
@@ -160,17 +160,24 @@ def fingerprint(reference: Path, pose_digest: bytes, config: GenerationConfig, w
 
 
 # -- running it -----------------------------------------------------------------------------------
-def run_job(
-    pipe: AnimateAnyonePipeline,
-    weights_identity: str,
-    spec: JobSpec,
-    emit: Emit,
-    should_cancel: Callable[[], bool] = lambda: False,
-) -> dict:
-    """Run one job to completion; returns the `done` fields. Raises EngineError subclasses."""
-    started = time.monotonic()
-    # Everything is checked before the output folder is made or touched: a refused job leaves
-    # nothing behind (settings, the model's limits, then the inputs).
+@dataclass
+class CheckedJob:
+    """A job whose settings and inputs passed every check: nothing has touched its folder yet."""
+
+    spec: JobSpec
+    config: GenerationConfig       # sized for the model, validated
+    reference: Image.Image
+    poses: list[Image.Image]
+    fingerprint: str
+
+    @property
+    def frames(self) -> int:
+        return len(self.poses)
+
+
+def check_job(pipe: AnimateAnyonePipeline, weights_identity: str, spec: JobSpec) -> CheckedJob:
+    """Everything is checked before the output folder is made or touched, so a refused job leaves
+    nothing behind: the settings, the model's limits, then the inputs."""
     config = spec.config.sized_for(pipe.model.config)
     config.validate(pipe.model.config.motion_module.max_frames)
     pipe.model.config.check_size(config.width, config.height)
@@ -186,72 +193,108 @@ def run_job(
             spec.warnings.append(
                 f"The keypoint track is {spec.poses.width}x{spec.poses.height} and the job {config.width}x{config.height}: "
                 "the skeleton is stretched to the job's shape. Give the camera the job's aspect ratio, or set width and height.")
-    folder = JobFolder(spec.output)
-    n = len(poses)
-    fp = fingerprint(spec.reference, pose_digest, config, weights_identity, n)
+    fp = fingerprint(spec.reference, pose_digest, config, weights_identity, len(poses))
+    return CheckedJob(spec, config, reference, poses, fp)
 
-    manifest = folder.read_manifest()
-    same_job = manifest.get("fingerprint") == fp
+
+def open_folder(job: CheckedJob, weights_identity: str) -> tuple[JobFolder, set[int]]:
+    """The job's output folder with its manifest written, and the frames already final in it (a
+    folder holding another job — another fingerprint — is cleared first)."""
+    folder = JobFolder(job.spec.output)
+    same_job = folder.read_manifest().get("fingerprint") == job.fingerprint
     if not same_job:
         folder.clear_frames()
         folder.clear_state()
     folder.write_manifest(
-        {"fingerprint": fp, "engine_version": __version__, "id": spec.id, "frames": n, "reference": str(spec.reference),
-         "settings": asdict(config), "weights": weights_identity}
+        {"fingerprint": job.fingerprint, "engine_version": __version__, "id": job.spec.id, "frames": job.frames,
+         "reference": str(job.spec.reference), "settings": asdict(job.config), "weights": weights_identity}
     )
-    done = folder.finished_frames(n, (config.width, config.height)) if same_job else set()
-    emit("accepted", frames=n, resumed_frames=len(done), settings=config.settings(), warnings=list(spec.warnings))
+    done = folder.finished_frames(job.frames, (job.config.width, job.config.height)) if same_job else set()
+    return folder, done
 
-    def progress(stage: str, step: int, total: int, eta: float | None = None) -> None:
-        emit("progress", stage=stage, step=step, total=total, frames_done=len(done), frames_total=n,
-             elapsed_s=round(time.monotonic() - started, 3), eta_s=None if eta is None else round(eta, 2))
 
+@dataclass
+class JobEvents:
+    """The events of one running job: `progress` lines with the frame count and an ETA from the
+    mean denoising step time."""
+
+    emit: Emit
+    frames_total: int
+    done: set[int]
+    started: float = field(default_factory=time.monotonic)
+    _step_times: list[float] = field(default_factory=list)
+    _last_step: float = field(default_factory=time.monotonic)
+
+    def progress(self, stage: str, step: int, total: int, eta: float | None = None) -> None:
+        self.emit("progress", stage=stage, step=step, total=total, frames_done=len(self.done), frames_total=self.frames_total,
+                  elapsed_s=round(time.monotonic() - self.started, 3), eta_s=None if eta is None else round(eta, 2))
+
+    def denoise_step(self, event: Progress) -> None:
+        now = time.monotonic()
+        self._step_times.append(now - self._last_step)
+        self._last_step = now
+        mean = sum(self._step_times) / len(self._step_times)
+        self.progress("denoise", event.step, event.total, (event.total - event.step) * mean)
+
+    def frame(self, index: int, path: Path) -> None:
+        self.done.add(index)
+        self.emit("frame", index=index + 1, path=str(path))
+        self.progress("decode", len(self.done), self.frames_total)
+
+
+def denoise(pipe: AnimateAnyonePipeline, job: CheckedJob, folder: JobFolder, events: JobEvents,
+            should_cancel: Callable[[], bool]) -> torch.Tensor:
+    """The final latents: from the checkpoint when denoising already finished, else denoised from
+    the last checkpointed step (or from fresh noise), checkpointing after every step."""
+    config = job.config
+    resume = folder.load_state(job.fingerprint)
+    if resume is not None and resume[0] + 1 >= config.steps:
+        return resume[1]  # denoising already finished; only decoding was left (no reference pass needed)
+    events.progress("prepare", 0, 1)
+    prepared = pipe.prepare(job.reference, job.poses, config)
+    events.progress("reference", 1, 1)
+    if resume is not None:
+        start_step, latents = resume[0] + 1, resume[1]
+        log.info("resuming job %s at denoising step %d/%d", job.spec.id, start_step + 1, config.steps)
+    else:
+        start_step, latents = 0, pipe.initial_latents(job.frames, config)
+    events.progress("denoise", start_step, config.steps)
+    return pipe.denoise(prepared, latents, config, start_step, events.denoise_step, should_cancel,
+                        on_step_end=lambda i, lat: folder.save_state(job.fingerprint, i, lat))
+
+
+def decode(pipe: AnimateAnyonePipeline, job: CheckedJob, latents: torch.Tensor, folder: JobFolder, events: JobEvents,
+           should_cancel: Callable[[], bool]) -> None:
+    """Decode and write every frame not yet on disk; each is final once written."""
+    for index, image in pipe.decode(latents, job.config, skip=events.done):
+        if should_cancel():
+            raise Cancelled()
+        events.frame(index, folder.write_frame(index, image))
+
+
+def run_job(
+    pipe: AnimateAnyonePipeline,
+    weights_identity: str,
+    spec: JobSpec,
+    emit: Emit,
+    should_cancel: Callable[[], bool] = lambda: False,
+) -> dict:
+    """Run one job to completion; returns the `done` fields. Raises UserError subclasses
+    (Cancelled when should_cancel() turns true: frames on disk and the checkpoint are kept)."""
+    job = check_job(pipe, weights_identity, spec)
+    folder, done = open_folder(job, weights_identity)
+    events = JobEvents(emit, job.frames, done)
+    emit("accepted", frames=job.frames, resumed_frames=len(done), settings=job.config.settings(), warnings=list(spec.warnings))
     try:
-        if len(done) < n:
-            latents = None
-            resume = folder.load_state(fp)
-            start_step = 0
-            if resume is not None and resume[0] + 1 >= config.steps:
-                latents, start_step = resume[1], config.steps  # denoising already finished
-            progress("prepare", 0, 1)
-            prepared = pipe.prepare(reference, poses, config)
-            progress("reference", 1, 1)
-            if latents is None:
-                if resume is not None:
-                    start_step, latents = resume[0] + 1, resume[1]
-                    log.info("resuming job %s at denoising step %d/%d", spec.id, start_step + 1, config.steps)
-                else:
-                    latents = pipe.initial_latents(n, config)
-                step_times: list[float] = []
-                last = [time.monotonic()]
-
-                def on_step(progress_event: Progress) -> None:
-                    now = time.monotonic()
-                    step_times.append(now - last[0])
-                    last[0] = now
-                    remaining = progress_event.total - progress_event.step
-                    progress("denoise", progress_event.step, progress_event.total, remaining * sum(step_times) / len(step_times))
-
-                progress("denoise", start_step, config.steps)
-                latents = pipe.denoise(prepared, latents, config, start_step, on_step, should_cancel,
-                                       on_step_end=lambda i, lat: folder.save_state(fp, i, lat))
-            for index, image in pipe.decode(latents, config, skip=done):
-                if should_cancel():
-                    from aa_engine.errors import Cancelled
-
-                    raise Cancelled()
-                path = folder.write_frame(index, image)
-                done.add(index)
-                emit("frame", index=index + 1, path=str(path))
-                progress("decode", len(done), n)
-        video = folder.write_video(n, config.fps) if spec.video else None
+        if len(done) < job.frames:
+            latents = denoise(pipe, job, folder, events, should_cancel)
+            decode(pipe, job, latents, folder, events, should_cancel)
+        video = folder.write_video(job.frames, job.config.fps) if spec.video else None
         folder.clear_state()
-    except EngineError:
-        raise
     except (torch.OutOfMemoryError, MemoryError) as exc:
         raise OutOfMemory(
-            f"Out of memory while generating ({exc.__class__.__name__}). {len(done)} of {n} frames are on disk.",
+            f"Out of memory while generating ({exc.__class__.__name__}). {len(done)} of {job.frames} frames are on disk.",
             "Lower the resolution or context_frames, use fp16 on a GPU, or close other programs; rerunning resumes.",
         ) from exc
-    return {"frames": n, "output": str(folder.path), "video": None if video is None else str(video),
-            "elapsed_s": round(time.monotonic() - started, 3)}
+    return {"frames": job.frames, "output": str(folder.path), "video": None if video is None else str(video),
+            "elapsed_s": round(time.monotonic() - events.started, 3)}

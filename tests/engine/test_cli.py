@@ -41,7 +41,7 @@ def test_animate_writes_one_png_per_pose_and_is_seeded(tmp_path):
 def test_animate_errors_are_two_readable_lines_not_a_traceback(tmp_path):
     run = _animate(tmp_path / "o", "--width", "65")
     assert run.returncode == 2
-    assert "error: width must be a positive multiple of 8" in run.stderr and "hint:" in run.stderr
+    assert "error: 'width' must be a multiple of 8 (got 65): use 64 or 72." in run.stderr and "hint:" in run.stderr
     assert "Traceback" not in run.stderr
     run = _animate(tmp_path / "o", poses=tmp_path / "nothing-here")
     assert run.returncode == 2 and "neither a folder of maps nor a video" in run.stderr

@@ -60,7 +60,8 @@ def test_a_keypoints_job_gives_the_frames_of_the_maps_it_draws(tmp_path):
 
     events = []
     for name, poses in (("maps", maps), ("track", read_track(tmp_path / "keypoints.json"))):
-        run_job(pipe, info.identity, JobSpec(name, EXAMPLES / "reference.png", poses, tmp_path / name, config, video=False),
+        # One job id for both: the frames' PNG text chunks record it (and the fingerprint, which must match).
+        run_job(pipe, info.identity, JobSpec("shot", EXAMPLES / "reference.png", poses, tmp_path / name, config, video=False),
                 lambda kind, **fields: events.append((kind, fields)))
     for i in range(6):
         a = (tmp_path / "maps" / f"frame_{i + 1:05d}.png").read_bytes()
