@@ -195,3 +195,7 @@ ERROR_CODES.update({
 ERROR_CODES["busy"] = ("a job is already running (stdio); or, remote, a job of yours with that id is still running with "
                        "other inputs")
 JOB_FIELDS = frozenset(CLIENT_MESSAGES["job"]) | {"type"}  # with the remote fields: no "unknown field" warning for them
+ERROR_CODES.update({  # the remote engine on a Ray cluster (`serve --ray`, docs/cluster.md)
+    "worker_lost": "the job lost as many cluster workers as the engine allows (--ray-max-failures); frames and checkpoint are kept",
+    "cluster": "the Ray cluster cannot be reached or has no worker that can run jobs",
+})
