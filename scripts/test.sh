@@ -16,7 +16,7 @@ engine="$(bash scripts/setup_env.sh engine)" || { echo "engine environment setup
 echo "== lint (ruff check)"
 "$engine/bin/ruff" check . || status=1
 echo "== contract and engine tests ($engine)"
-"$engine/bin/python" -m pytest tests/contract tests/engine -q -p no:cacheprovider --junitxml="$results/engine.xml" "$@" || status=1
+"$engine/bin/python" -m pytest tests/contract tests/engine -q -p no:cacheprovider --hypothesis-show-statistics --junitxml="$results/engine.xml" "$@" || status=1
 
 if [ -d tests/blender ] && ls tests/blender/test_*.py >/dev/null 2>&1; then
   for line in ${AA_BLENDER_LINES:-5.0 4.2}; do
