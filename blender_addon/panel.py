@@ -95,7 +95,6 @@ class ANIMATE_ANYONE_PT_shot(bpy.types.Panel):
         scene = context.scene
         settings = scene.animate_anyone
         progress = runtime.status.get(scene.name)
-        state = progress.state if progress is not None else "idle"
 
         draw_shot_list(layout, scene)
         item = shots.active_shot(scene)
@@ -104,39 +103,60 @@ class ANIMATE_ANYONE_PT_shot(bpy.types.Panel):
             layout.label(text="Scene defaults (every shot's settings it does not override):", icon='SCENE_DATA')
         draw_defaults(layout, context, scene, settings)
 
-        # -- state --
-        box = layout.box()
-        if state in ("starting", "running", "cancelling"):
-            draw_progress(box, progress)
-            draw_live_preview(box, progress)
-            box.operator("animate_anyone.cancel", icon='CANCEL', text="Cancel (Esc)")
-            return
-        if state == "error":
-            box.label(text=progress.message, icon='ERROR')
-            if progress.hint:
-                box.label(text=progress.hint, icon='INFO')
-        elif state == "cancelled":
-            box.label(text=progress.message, icon='CANCEL')
-        elif state == "done":
-            box.label(text=progress.message, icon='CHECKMARK')
-            row = box.row()
-            row.operator("animate_anyone.match_scene", icon='FULLSCREEN_ENTER')
-            row.operator("animate_anyone.open_folder", icon='FILE_FOLDER')
-        label = "Render Again" if state == "done" else "Render"
-        if item is not None:
-            label += f" '{item.name}'"
-        box.operator("animate_anyone.render", icon='RENDER_ANIMATION', text=label)
-        if len(settings.shots):
-            row = box.row(align=True)
-            row.operator("animate_anyone.render_shots", icon='SEQUENCE', text="Render All Shots").which = 'ALL'
-            row.operator("animate_anyone.render_shots", icon='CHECKBOX_HLT', text="Render Selected").which = 'SELECTED'
+        draw_render_state(layout.box(), progress, item, settings)
         draw_engine_status(layout)
+
+
+def draw_render_state(box, progress, item, settings) -> None:
+    """The last render's state (progress, error, done) with what the engine noted about the job,
+    and the render buttons."""
+    state = progress.state if progress is not None else "idle"
+    if state in ("starting", "running", "cancelling"):
+        draw_progress(box, progress)
+        draw_live_preview(box, progress)
+        box.operator("animate_anyone.cancel", icon='CANCEL', text="Cancel (Esc)")
+    elif state == "error":
+        box.label(text=progress.message, icon='ERROR')
+        if progress.hint:
+            box.label(text=progress.hint, icon='INFO')
+    elif state == "cancelled":
+        box.label(text=progress.message, icon='CANCEL')
+    elif state == "done":
+        box.label(text=progress.message, icon='CHECKMARK')
+        row = box.row()
+        row.operator("animate_anyone.match_scene", icon='FULLSCREEN_ENTER')
+        row.operator("animate_anyone.open_folder", icon='FILE_FOLDER')
+    for warning in (progress.warnings if progress is not None else [])[-3:]:  # the engine's `accepted` warnings
+        box.label(text=warning, icon='INFO')
+    if state in ("starting", "running", "cancelling"):
+        return
+    label = "Render Again" if state == "done" else "Render"
+    if item is not None:
+        label += f" '{item.name}'"
+    box.operator("animate_anyone.render", icon='RENDER_ANIMATION', text=label)
+    if len(settings.shots):
+        row = box.row(align=True)
+        row.operator("animate_anyone.render_shots", icon='SEQUENCE', text="Render All Shots").which = 'ALL'
+        row.operator("animate_anyone.render_shots", icon='CHECKBOX_HLT', text="Render Selected").which = 'SELECTED'
 
 
 def draw_defaults(layout, context, scene, settings) -> None:
     """The scene's shot settings: the single shot's, and the defaults of the shot list's shots."""
-    # -- what to animate --
+    draw_subject(layout.column(), context, scene, settings)
+    draw_rescale(layout.column(), settings)
+    draw_frames_and_size(layout, scene, settings)
+    for group in ("sampling", "context", "output"):  # the contract's settings, by group
+        draw_settings(layout.column(align=True), settings, group)
     col = layout.column()
+    if not len(settings.shots):
+        _prop_with_placeholder(col, settings, "shot_name", scene.name)
+    col.prop(settings, "output_dir")
+    col.prop(settings, "import_pose_preview")
+    col.prop(settings, "write_skeleton_maps")
+
+
+def draw_subject(col, context, scene, settings) -> None:
+    """What to animate: the reference image, the armature, its bone map, hands and face."""
     col.prop(settings, "reference_source", expand=True)
     if settings.reference_source == 'FILE':
         col.prop(settings, "reference_path")
@@ -149,11 +169,13 @@ def draw_defaults(layout, context, scene, settings) -> None:
         if image is not None and image.preview is not None:
             col.template_icon(icon_value=image.preview.icon_id, scale=6.0)
     col.prop(settings, "armature")
+    active = getattr(context, "active_object", None)
+    active_armature = active if active is not None and active.type == 'ARMATURE' else None
     if settings.armature is None:
-        active = context.active_object if hasattr(context, "active_object") else None
-        col.label(text=f"Using the active armature: {active.name}" if active is not None and active.type == 'ARMATURE' else "Pick an armature (or select one)", icon='ARMATURE_DATA')
+        col.label(text=f"Using the active armature: {active_armature.name}" if active_armature else "Pick an armature (or select one)",
+                  icon='ARMATURE_DATA')
     _prop_with_placeholder(col, settings, "bone_map", "Auto-detect")
-    armature = settings.armature or (context.active_object if getattr(context, "active_object", None) is not None and context.active_object.type == 'ARMATURE' else None)
+    armature = settings.armature or active_armature
     if armature is not None and not settings.bone_map:
         col.label(text=_detected_bone_map(armature), icon='BONE_DATA')
     row = col.row(align=True)
@@ -162,22 +184,22 @@ def draw_defaults(layout, context, scene, settings) -> None:
     if scene.camera is None:
         col.label(text="The scene has no camera: the maps are drawn from the scene camera", icon='ERROR')
 
-    # -- pose rescaling (docs/pose_rescaling.md) --
-    col = layout.column()
+
+def draw_rescale(col, settings) -> None:
+    """Pose rescaling (docs/pose_rescaling.md), greyed out when off."""
     col.prop(settings, "rescale")
     sub = col.column()
     sub.active = settings.rescale
     sub.prop(settings, "rescale_source", expand=True)
-    if settings.rescale_source == 'FRAME':
-        sub.prop(settings, "reference_pose_frame")
-    else:
-        sub.prop(settings, "reference_keypoints")
+    sub.prop(settings, "reference_pose_frame" if settings.rescale_source == 'FRAME' else "reference_keypoints")
     sub.prop(settings, "align_first_frame")
     row = sub.row()
     row.active = settings.rescale and not settings.align_first_frame
     row.prop(settings, "align_frame")
 
-    # -- frames and size --
+
+def draw_frames_and_size(layout, scene, settings) -> None:
+    """The frame range and the size (the model's, the render's, or custom), with the size's check."""
     col = layout.column(heading="Frames")
     col.prop(settings, "use_scene_range")
     sub = col.column(align=True)
@@ -197,16 +219,6 @@ def draw_defaults(layout, context, scene, settings) -> None:
             col.label(text=note or f"{w}x{h}", icon='INFO' if note else 'NONE')
     except UserError as exc:  # a bad custom size: shown, not raised
         col.label(text=exc.message, icon='ERROR')
-
-    # -- generation: the contract's settings, by group --
-    for group in ("sampling", "context", "output"):
-        draw_settings(layout.column(align=True), settings, group)
-    col = layout.column()
-    if not len(settings.shots):
-        _prop_with_placeholder(col, settings, "shot_name", scene.name)
-    col.prop(settings, "output_dir")
-    col.prop(settings, "import_pose_preview")
-    col.prop(settings, "write_skeleton_maps")
 
 
 # -- the shot list ----------------------------------------------------------------------------------

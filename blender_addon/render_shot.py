@@ -44,9 +44,7 @@ def begin_shot(context, scene, item=None, engine_overrides: dict | None = None, 
         raise
     if reused:
         plan.notes.append(f"Same inputs as {folder.name}: rendering into it again (the engine resumes; finished frames are kept).")
-    task = RenderTask(engine, plan.job())
-    task.plan, task.version_dir, task.item_name = plan, folder, (item.name if item is not None else None)
-    task.live_frames = 0
+    task = RenderTask(engine, plan.job(), plan=plan, version_dir=folder, item_name=item.name if item is not None else None)
     versions.update_record(folder, state="rendering", job_id=task.job_id,
                            engine={"kind": "remote" if engine_conf.address else "local", "address": engine_conf.address,
                                    "weights": engine_conf.weights or "default", "device": engine_conf.device, "dtype": engine_conf.dtype},
@@ -70,7 +68,7 @@ def start_render(context, scene, engine_overrides: dict | None = None, export_pr
 def _record_end(task: RenderTask) -> None:
     """version.json gets the job's outcome and the engine's identity; engine.log a summary line
     (the engine logs only warnings, so a good run would otherwise leave it empty)."""
-    folder = getattr(task, "version_dir", None)
+    folder = task.version_dir
     if folder is None:
         return
     p = task.progress
@@ -99,7 +97,7 @@ def _record_end(task: RenderTask) -> None:
 def update_live_strip(scene, task: RenderTask) -> None:
     """Live preview: the frames written so far (the unbroken run from the shot's first frame)
     shown in the shot's strip while the job runs; also the panel's latest-frame thumbnail."""
-    folder = getattr(task, "version_dir", None)
+    folder = task.version_dir
     if folder is None or task.progress.finished:
         return
     frames = frames_on_disk(Path(folder) / "frames")
@@ -108,7 +106,7 @@ def update_live_strip(scene, task: RenderTask) -> None:
         if path.name != f"frame_{n:05d}.png":
             break
         run = n
-    if run > getattr(task, "live_frames", 0):
+    if run > task.live_frames:
         plan = task.plan
         vse.show_frames(scene, plan.strip_name, frames[:run], plan.frame_start)
         task.live_frames = run
@@ -139,7 +137,7 @@ def finish_render(scene, task: RenderTask, import_pose_preview: bool = False):
 def _refresh_versions(scene, task: RenderTask) -> None:
     import bpy
 
-    name = getattr(task, "item_name", None)
+    name = task.item_name
     owner = bpy.data.scenes.get(task.plan.scene_name) or scene
     item = owner.animate_anyone.shots.get(name) if name else None
     if item is not None:
@@ -165,7 +163,7 @@ def tick(context, scene_name: str, task: RenderTask) -> None:
     scene = bpy.data.scenes.get(scene_name)
     progress = task.progress
     if scene is None:
-        if progress.finished and not getattr(task, "imported", False):
+        if progress.finished and not task.imported:
             task.imported = True
             if progress.state == "done":
                 progress.state, progress.message, progress.hint = "error", f"The scene '{scene_name}' is gone.", "The frames are on disk."
@@ -177,7 +175,7 @@ def tick(context, scene_name: str, task: RenderTask) -> None:
         except (RuntimeError, ValueError):
             pass  # the preview is a nicety; the final import reports real problems
         return
-    if getattr(task, "imported", False):
+    if task.imported:
         return
     task.imported = True
     try:

@@ -97,11 +97,18 @@ def _pose_frames(job: dict) -> int:
 class RenderTask:
     """Drive one `job` message through an engine (started or already serving)."""
 
-    def __init__(self, engine: EngineProcess, job: dict):
+    def __init__(self, engine: EngineProcess, job: dict, plan=None, version_dir: Path | None = None, item_name: str | None = None):
         self.engine = engine
         self.job = job
         self.job_id = job["id"]
         self.output = Path(job["output"])
+        # What the add-on renders (render_shot.py): the shot's plan, its version folder, its shot-list entry.
+        self.plan = plan
+        self.version_dir = version_dir
+        self.item_name = item_name
+        self.live_frames = 0          # frames already shown in the strip while rendering
+        self.strip_name: str | None = None
+        self.imported = False         # the finished frames are in the VSE
         self.progress = JobProgress(state="starting", output=str(self.output), frames_total=_pose_frames(job))
         self._started = time.monotonic()
         self._sent = False

@@ -46,7 +46,9 @@ def test_the_job_carries_every_setting_from_the_shot(tmp_path):
         job = plan.job()
         expected = {"width": 64, "height": 96, "steps": 7, "guidance": 2.5, "seed": 9, "context_frames": 8,
                     "context_overlap": 2, "context_loop": True, "decode_batch": 3, "fps": plan.fps}
-        assert {k: job[k] for k in settings.NAMES} == expected
+        assert set(settings.NAMES) <= set(job)  # every setting, the shot's value or its declared default
+        assert {k: job[k] for k in expected} == expected
+        assert all(job[s.name] == s.default for s in settings.SETTINGS if s.name not in expected)
         s.size_source = 'NATIVE'
         native = plan_shot(scene)
         native.pose_paths = ["x.png"]
