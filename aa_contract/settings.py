@@ -110,11 +110,51 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("fps", float, 24.0, "frame rate of video.mp4", label="FPS", minimum=0.001, maximum=1000.0,
             changes_frames=False, group="output", addon_property=False,
             hint="The add-on uses the scene's frame rate."),
+    Setting("sampler", str, "ddim",
+            "the sampler: ddim (the release's), dpm++2m (DPM-Solver++ 2M), unipc (UniPC) or euler; all on the model's "
+            "v-prediction, zero-terminal-SNR, trailing schedule. The multistep ones reach DDIM's quality in fewer steps "
+            "(docs/performance.md)",
+            choices=("ddim", "dpm++2m", "unipc", "euler"), group="sampling",
+            hint="ddim is the default (the release's); dpm++2m or unipc with fewer steps is faster."),
+    Setting("guidance_interval", float, 1.0,
+            "the fraction of the steps, from the first, that use classifier-free guidance; the later steps run the "
+            "conditional half only (each costs half). 1 = every step",
+            label="Guidance Steps", minimum=0.0, maximum=1.0, group="sampling",
+            hint="1 is the default; 0.5 guides the first half of the steps (docs/performance.md)."),
+    Setting("feature_reuse", int, 1,
+            "DeepCache-style feature reuse: the whole UNet runs every N-th step, the steps between reuse its deep "
+            "features and recompute only the outermost blocks. 1 = off",
+            label="Feature Reuse", minimum=1, maximum=10, group="sampling",
+            hint="1 (off) is the default; 2 recomputes the deep blocks every other step (docs/performance.md)."),
+    Setting("preset", str, "custom",
+            "custom: use the sampler, steps, guidance steps and feature reuse as set; quality: the release's "
+            "sampling (ddim, 30 steps, guided throughout, no reuse); fast: the fastest setting measured to keep "
+            "DDIM-30's quality (docs/performance.md). A preset replaces those four settings",
+            choices=("custom", "quality", "fast"), group="sampling",
+            hint="custom is the default; fast for previews and most shots, quality to reproduce the release."),
+    Setting("context_batch", int, 1,
+            "context windows denoised together in one model call: faster where the device has room "
+            "(each window adds its own activations); the frames stay the same",
+            label="Window Batch", minimum=1, maximum=64, changes_frames=False, group="context",
+            hint="1 is the default (least memory); 2-4 is usually faster on a GPU with memory to spare."),
     Setting("decode_batch", int, 4, "frames per VAE decode call: bounds the decoder's peak memory",
             minimum=1, maximum=256, changes_frames=False, group="output", hint="4 is the default; lower it if decoding runs out of memory."),
 )
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 NAMES: tuple[str, ...] = tuple(BY_NAME)
+
+
+# What each preset sets (the settings it replaces); "custom" replaces nothing.
+PRESETS: dict[str, dict[str, Any]] = {
+    "custom": {},
+    "quality": {"sampler": "ddim", "steps": 30, "guidance_interval": 1.0, "feature_reuse": 1},
+    "fast": {"sampler": "dpm++2m", "steps": 10, "guidance_interval": 1.0, "feature_reuse": 1},
+}
+
+
+def expand_preset(values: dict[str, Any]) -> dict[str, Any]:
+    """The settings with the preset's values in place of the ones it sets (a copy)."""
+    return {**values, **PRESETS.get(values.get("preset", "custom"), {})}
 
 
 def defaults() -> dict[str, Any]:

@@ -372,11 +372,13 @@ class _GenerationMethods:
     """The methods of GenerationConfig (its fields come from the contract's settings declaration)."""
 
     def sized_for(self, model: "ModelConfig") -> "GenerationConfig":
-        """A copy with width/height filled from the model's native size where they are None."""
+        """A copy ready to run: width/height filled from the model's native size where they are
+        None, and the preset's settings in place (settings.PRESETS; "custom" changes nothing)."""
         native = model.native_size or (512, 768)
         width = native[0] if self.width is None else self.width
         height = native[1] if self.height is None else self.height
-        return dataclasses.replace(self, width=width, height=height)
+        preset = settings.PRESETS.get(getattr(self, "preset", "custom"), {})
+        return dataclasses.replace(self, width=width, height=height, **preset)
 
     def validate(self, max_context_frames: int | None = None) -> None:
         """Raise InvalidSetting (code bad_request, naming the setting) if a knob is out of range:

@@ -113,12 +113,27 @@ class ReferenceReader:
 
 
 class CrossAttention(AttnProcessor2_0):
-    """attn2 (cross-attention to the CLIP context): diffusers' SDPA processor, unchanged. It only
-    names the reference keywords, which diffusers hands to every attention of a transformer block,
-    so that they are accepted silently instead of logging a warning per call."""
+    """attn2: cross-attention to the CLIP context, diffusers' SDPA processor.
+
+    The context here is one token (the projected CLIP image embedding), and softmax over a single
+    key is exactly 1: every query gets the same output, to_out(to_v(context)). So with one context
+    token the queries, keys and the attention are skipped and that row is broadcast over the
+    tokens (the same values up to float rounding in to_out; a tenth or so of a transformer
+    block's work). Longer contexts take diffusers' path unchanged. The processor also names the
+    reference keywords, which diffusers hands to every attention of a transformer block, so that
+    they are accepted silently instead of logging a warning per call."""
+
+    single_token_shortcut = True  # False: always diffusers' path (benchmarks/engine_bench.py's "before")
 
     def __call__(self, attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states=None, attention_mask=None, temb=None,
                  reference: ReferenceTokens | None = None, record: dict | None = None):
+        if (
+            self.single_token_shortcut and encoder_hidden_states is not None and encoder_hidden_states.shape[1] == 1 and attention_mask is None
+            and hidden_states.ndim == 3 and attn.spatial_norm is None and attn.group_norm is None and not attn.norm_cross
+            and not attn.residual_connection and attn.rescale_output_factor == 1.0
+        ):
+            value = attn.to_out[1](attn.to_out[0](attn.to_v(encoder_hidden_states).to(hidden_states.dtype)))
+            return value.expand(-1, hidden_states.shape[1], -1)
         return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
 
 

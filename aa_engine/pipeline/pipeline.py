@@ -3,7 +3,7 @@
     reference image --VAE--> latent --ReferenceNet (t=0)--> reference tokens
     reference image --CLIP--> context (unconditional context = zeros)
     skeleton maps --Pose Guider--> features added after conv_in
-    noise --[DDIM step: every context window, CFG batch, averaged overlaps]*steps--> latents --VAE--> frames
+    noise --[sampler step: every context window (context_batch per UNet call), CFG batch, averaged overlaps]*steps--> latents --VAE--> frames
 
 The steps are separate methods (`prepare`, `initial_latents`, `denoise`, `decode`) so that a job
 runner can checkpoint between steps and resume; `__call__` runs them all.
@@ -11,7 +11,8 @@ runner can checkpoint between steps and resume; `__call__` runs them all.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import numpy as np
@@ -23,7 +24,8 @@ from aa_engine.errors import Cancelled
 from aa_engine.models.animate_anyone import AnimateAnyoneModel
 from aa_engine.models.reference_attention import ReferenceTokens
 from aa_engine.pipeline.context_windows import WindowAverage, context_windows
-from aa_engine.pipeline.scheduler import make_scheduler
+from aa_engine.models.video_unet import DeepCache
+from aa_engine.pipeline.scheduler import make_scheduler, timesteps_for
 
 
 @dataclass
@@ -40,8 +42,13 @@ class Prepared:
 
     context: torch.Tensor  # (1, 1, d)
     uncond_context: torch.Tensor | None  # zeros like context when CFG is on
-    poses: torch.Tensor  # (f, 3, H, W) in [0, 1], on the CPU (moved per window)
+    poses: torch.Tensor  # (f, 3, H, W) in [0, 1], on the CPU
     reference: ReferenceTokens | None  # ReferenceNet's tokens; None when reference attention is off
+    # (1, c0, f, H/8, W/8): the Pose Guider's features of every frame, computed once per shot (they
+    # do not depend on the step or the window); kept on the CPU and moved per window batch
+    pose_features: torch.Tensor | None = None
+    # DeepCache slots (feature_reuse > 1), one per (window batch, CFG on/off), filled by full steps
+    deep_cache: dict = field(default_factory=dict)
 
 
 def image_to_array(image: Image.Image, width: int, height: int) -> np.ndarray:
@@ -63,12 +70,13 @@ class AnimateAnyonePipeline:
         self.device = torch.device(device)
         self.dtype = dtype
         self.model = model.to(self.device, dtype).eval()
-        self.scheduler = make_scheduler()
+        self.scheduler = make_scheduler()  # replaced by the sampler of each `denoise` call
 
     # -- 1. reference and poses ------------------------------------------------------------------
     @torch.no_grad()
     def prepare(self, reference: Image.Image, poses: list[Image.Image], config: GenerationConfig) -> Prepared:
-        """Encode the reference (VAE + CLIP), run ReferenceNet once, and load the pose maps.
+        """Encode the reference (VAE + CLIP), run ReferenceNet once, load the pose maps and run the
+        Pose Guider on them (once per shot, in chunks of context_frames to bound its memory).
 
         config must have its size set (`config.sized_for(model.config)` fills the native size)."""
         config.validate(self.model.config.motion_module.max_frames)
@@ -80,17 +88,33 @@ class AnimateAnyonePipeline:
         pose_array = np.stack([image_to_array(p, config.width, config.height) for p in poses])
         pose_tensor = torch.from_numpy(pose_array).permute(0, 3, 1, 2)
         uncond = torch.zeros_like(context) if config.do_cfg else None
-        return Prepared(context=context, uncond_context=uncond, poses=pose_tensor, reference=reference_tokens)
+        chunk = config.context_frames
+        pose_features = torch.cat([
+            model.pose_features(pose_tensor[i : i + chunk].to(self.device, self.dtype)).cpu() for i in range(0, len(pose_tensor), chunk)
+        ], dim=2)
+        return Prepared(context=context, uncond_context=uncond, poses=pose_tensor, reference=reference_tokens, pose_features=pose_features)
 
     def initial_latents(self, num_frames: int, config: GenerationConfig) -> torch.Tensor:
-        """Seeded noise (1, 4, f, H/8, W/8), drawn on the CPU so a seed gives the same video on any device."""
+        """Seeded noise (1, 4, f, H/8, W/8), drawn on the CPU so a seed gives the same video on any
+        device, times the sampler's initial sigma (1 except for Euler)."""
         generator = torch.Generator().manual_seed(int(config.seed))
         shape = (1, self.model.vae.config.latent_channels, num_frames, config.height // 8, config.width // 8)
-        return torch.randn(shape, generator=generator, dtype=torch.float32)
+        noise = torch.randn(shape, generator=generator, dtype=torch.float32)
+        sigma = float(make_scheduler(config.sampler).init_noise_sigma)
+        return noise if sigma == 1.0 else noise * sigma
 
     def timesteps(self, config: GenerationConfig) -> torch.Tensor:
-        self.scheduler.set_timesteps(config.steps, device="cpu")
-        return self.scheduler.timesteps
+        return timesteps_for(config.sampler, config.steps)
+
+    @staticmethod
+    def guided_steps(config: GenerationConfig) -> int:
+        """How many of the first steps use classifier-free guidance (guidance_interval of them)."""
+        if not config.do_cfg:
+            return 0
+        return min(config.steps, math.ceil(config.guidance_interval * config.steps - 1e-9))
+
+    def step_index(self, config: GenerationConfig, t: torch.Tensor) -> int:
+        return int((self.timesteps(config) == t.cpu()).nonzero()[0, 0])
 
     # -- 2. denoising ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -104,21 +128,27 @@ class AnimateAnyonePipeline:
         should_cancel: Callable[[], bool] | None = None,
         on_step_end: Callable[[int, torch.Tensor], None] | None = None,
     ) -> torch.Tensor:
-        """Run DDIM steps start_step..steps-1 on latents (1, 4, f, h, w) (float32, CPU); returns the final latents.
+        """Run the sampler's steps start_step..steps-1 on latents (1, 4, f, h, w) (float32, CPU);
+        returns the final latents. A multistep sampler (dpm++2m, unipc) resumed at start_step > 0
+        restarts its history there (its next step is first order), so a resumed run differs
+        slightly from an uninterrupted one; ddim and euler resume exactly.
 
         should_cancel is polled before every window of every step (so a cancel lands within one
         step); on_step_end(step_index, latents) is called after each step, e.g. to checkpoint.
         """
-        timesteps = self.timesteps(config)
+        scheduler = self.scheduler = make_scheduler(config.sampler)
+        scheduler.set_timesteps(config.steps, device="cpu")
+        timesteps = scheduler.timesteps
         num_frames = latents.shape[2]
         windows = context_windows(num_frames, config.context_frames, config.context_overlap, config.context_loop)
         latents = latents.to(self.device, torch.float32)
         for i in range(start_step, len(timesteps)):
             t = timesteps[i]
             average = WindowAverage(tuple(latents.shape), self.device)
-            for frames, prediction in zip(windows, self.predict_windows(prepared, latents, t, windows, config, should_cancel)):
+            model_input = scheduler.scale_model_input(latents, t)  # the identity except for Euler
+            for frames, prediction in zip(windows, self.predict_windows(prepared, model_input, t, windows, config, should_cancel)):
                 average.add(frames, prediction)  # in window order, whoever computed them: the sum is the same
-            latents = self.scheduler.step(average.result(), t, latents).prev_sample
+            latents = scheduler.step(average.result(), t, latents).prev_sample
             if on_step_end is not None:
                 on_step_end(i, latents)
             if callback is not None:
@@ -138,21 +168,35 @@ class AnimateAnyonePipeline:
         """The guided noise prediction of each window at timestep t, in the order of `windows`:
         (1, 4, len(window), h, w) each, given the step's latents (1, 4, f, h, w).
 
-        The windows are independent given the latents, so any subset of them can be computed by
-        another worker with the same weights and device (aa_engine/cluster/window_parallel.py),
-        and `denoise` still averages them in window order."""
+        `config.context_batch` consecutive windows (from the first of `windows`) run as one batch
+        through the UNet. The windows are independent given the latents, so any subset of them can
+        be computed by another worker with the same weights and device
+        (aa_engine/cluster/window_parallel.py, which splits on multiples of context_batch), and
+        `denoise` still averages them in window order."""
         model = self.model
         latents = latents.to(self.device, torch.float32)
-        for frames in windows:
+        batch = max(1, int(config.context_batch))
+        step = self.step_index(config, t)
+        guided = step < self.guided_steps(config)
+        uncond_context = prepared.uncond_context if guided else None
+        reuse_every = max(1, int(config.feature_reuse))
+        for start in range(0, len(windows), batch):
+            group = windows[start : start + batch]
             if should_cancel is not None and should_cancel():
                 raise Cancelled()
-            window = latents[:, :, frames].to(self.dtype)
-            pose_features = model.pose_features(prepared.poses[frames].to(self.device, self.dtype))
-            cond, uncond = model.predict(window, t.to(self.device), prepared.context, pose_features, prepared.uncond_context,
-                                         config.motion_modules, reference=prepared.reference)
+            if len({len(frames) for frames in group}) != 1:
+                raise ValueError("windows batched together must have the same length")
+            window_latents = torch.cat([latents[:, :, frames] for frames in group]).to(self.dtype)
+            pose_features = torch.cat([prepared.pose_features[:, :, frames] for frames in group]).to(self.device, self.dtype)
+            cache, reuse = None, False
+            if reuse_every > 1:
+                cache = prepared.deep_cache.setdefault((tuple(map(tuple, group)), guided), DeepCache())
+                reuse = step % reuse_every != 0 and cache.features is not None
+            cond, uncond = model.predict(window_latents, t.to(self.device), prepared.context, pose_features, uncond_context,
+                                         config.motion_modules, reference=prepared.reference, cache=cache, reuse=reuse)
             if uncond is not None:
                 cond = uncond + config.guidance * (cond - uncond)
-            yield cond
+            yield from cond.split(1)
 
     # -- 3. decoding -------------------------------------------------------------------------------
     @torch.no_grad()
