@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -46,6 +47,17 @@ def _add_remote_arguments(serve: argparse.ArgumentParser) -> None:
                         help="finished jobs nobody collected are removed after this many hours (default 72)")
     remote.add_argument("--auth-timeout", type=float, default=10, help="seconds a new connection has to authenticate (default 10)")
     remote.add_argument("--allow-remote-shutdown", action="store_true", help="let a client stop the engine with `shutdown`")
+    cluster = serve.add_argument_group("worker pool on a Ray cluster (with --listen; docs/cluster.md)")
+    cluster.add_argument("--ray", metavar="ADDRESS", default=None,
+                         help="run jobs on warm workers of a Ray cluster, one per GPU (per CPU without GPUs): 'auto' (the cluster "
+                              "`ray start` made on this machine), HEAD_IP:6379, or 'local' (a private one-machine cluster); this "
+                              "process then loads no model. The work root must be on storage every node mounts at the same path")
+    cluster.add_argument("--ray-max-failures", type=int, default=3,
+                         help="a job that loses this many workers (a crashed process, a lost node) fails with `worker_lost`; "
+                              "before that it resumes on another worker from its checkpoint (default 3)")
+    cluster.add_argument("--ray-max-workers", type=int, default=None, help="at most this many workers (default: as many as the cluster has GPUs/CPUs)")
+    cluster.add_argument("--window-workers", type=int, default=1,
+                         help="split each denoising step of a long shot over up to this many idle workers (same frames, sooner; default 1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,9 +178,19 @@ def _animate(args, stop: StopOnSignal) -> int:
 
     config = GenerationConfig(**settings.validate(settings.from_arguments(args)))  # bad values: before loading weights
     poses = read_track(args.keypoints) if args.keypoints else args.poses
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1  # torchrun: one shot's windows over the ranks (docs/cluster.md)
+    if launched:
+        from aa_engine.cluster import distributed
+
+        args.device = distributed.rank_device(args.device)
     pipe, info = _load_pipeline(args)
     config = config.sized_for(pipe.model.config)
     spec = JobSpec("animate", args.reference, poses, args.out, config, video=not args.no_video)
+    ranks = None
+    if launched:
+        pipe, ranks = distributed.join(pipe, spec)
+        if pipe is None:
+            return 0  # a helper rank: it served its windows; rank 0 writes the frames
     bars: dict[str, tqdm] = {}
 
     def emit(event: str, **fields) -> None:
@@ -187,6 +209,8 @@ def _animate(args, stop: StopOnSignal) -> int:
         result = run_job(pipe, info.identity, spec, emit, stop.should_cancel)
     finally:
         stop.job_running = False
+        if ranks is not None:
+            ranks.stop()
         for bar in bars.values():
             bar.close()
     print(f"{result['frames']} frames in {result['output']}" + (f", video {result['video']}" if result["video"] else ""))
@@ -240,8 +264,16 @@ def _serve_remote(args) -> int:
                           keep_s=args.keep_hours * 3600, auth_timeout=args.auth_timeout, allow_shutdown=args.allow_remote_shutdown)
     server = EngineServer(None, store, config)  # the executor comes once the weights are loaded
     bound_host, bound_port = server.bind()
-    pipe, info = _load_pipeline(args)
-    server.executor = InProcessExecutor(pipe, info)
+    if args.ray:  # the gateway holds no model: jobs run on Ray actors (aa_engine/cluster/pool.py)
+        from aa_engine.cluster.pool import RayExecutor
+
+        server.executor = RayExecutor(args.ray, args.weights, args.device, args.dtype, work_root=store.root,
+                                      max_workers=args.ray_max_workers, max_failures=args.ray_max_failures,
+                                      window_workers=args.window_workers)
+        print(f"ray: {server.executor.slots} workers ({server.executor.describe()['device']})", file=sys.stderr, flush=True)
+    else:
+        pipe, info = _load_pipeline(args)
+        server.executor = InProcessExecutor(pipe, info)
     server.queue.executor = server.executor
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     print(f"listening on {shown}:{bound_port} ({'TLS' if config.tls_cert else 'no TLS'}, "

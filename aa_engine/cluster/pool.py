@@ -126,6 +126,8 @@ class RayExecutor:
         ray = self.ray
         if ray.is_initialized():
             return  # this process is already a driver (tests, an embedding application)
+        if address == "local":  # a private one-machine cluster: nothing of it listens beyond loopback
+            init_kwargs = {"_node_ip_address": "127.0.0.1"} | init_kwargs
         try:
             ray.init(address=address, include_dashboard=False, **({"log_to_driver": True} | init_kwargs))
         except ConnectionError as exc:
@@ -227,9 +229,23 @@ class RayExecutor:
         with self._cond:
             return [w for w in self._workers if w.alive]
 
+    @staticmethod
+    def job_key(spec: JobSpec) -> str:
+        """The job's name on the workers: its id and its folder (two clients' jobs may share an id)."""
+        return f"{spec.id}-{hashlib.sha256(str(spec.output).encode()).hexdigest()[:12]}"
+
+    def record(self, spec: JobSpec) -> JobRecord | None:
+        """What the pool did for the job's last run (workers tried, outcomes, traffic)."""
+        return self.records.get(self.job_key(spec))
+
     def run(self, spec: JobSpec, emit: Emit, should_cancel: Callable[[], bool]) -> dict:
-        key = f"{spec.id}-{hashlib.sha256(str(spec.output).encode()).hexdigest()[:12]}"
-        record = self.records[key] = JobRecord(key)
+        key = self.job_key(spec)
+        record = JobRecord(key)
+        with self._cond:
+            self.records.pop(key, None)
+            self.records[key] = record
+            while len(self.records) > 1000:  # a long-running gateway keeps the recent ones
+                self.records.pop(next(iter(self.records)))
         failures = 0
         accepted_sent = False
         while True:
