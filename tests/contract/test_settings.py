@@ -105,8 +105,8 @@ def test_an_int_for_a_float_setting_is_accepted_as_a_float():
 
 
 def test_unknown_job_fields_are_warned_about_not_dropped_silently():
-    request = protocol.parse_job({**JOB, "sampler": "unipc", "colour": 1})
-    assert request.warnings and "colour, sampler" in request.warnings[0]
+    request = protocol.parse_job({**JOB, "sharpness": 2, "colour": 1})
+    assert request.warnings and "colour, sharpness" in request.warnings[0]
 
 
 @pytest.mark.parametrize("field,value", [("reference", 3), ("output", {"a": 1}), ("poses", [1, 2]), ("output", "a\x00b"), ("id", None)])

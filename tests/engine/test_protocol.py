@@ -36,15 +36,17 @@ def test_hello_comes_first_and_describes_the_engine(engine):
 
 
 def test_accepted_echoes_the_settings_it_runs_with_and_warns_of_unknown_fields(engine, tmp_path):
-    job = _job("echo", tmp_path / "echo", steps=1, sampler="unipc")
+    job = _job("echo", tmp_path / "echo", steps=1, sharpness=2)
     del job["width"], job["height"]  # the model's native size is filled in
     engine.send(job)
     messages = engine.until("done")
     accepted = messages[0]
     assert accepted["type"] == "accepted"
-    assert accepted["settings"] == {"width": 64, "height": 64, "steps": 1, "guidance": 3.5, "seed": 42, "context_frames": 24,
-                                    "context_overlap": 4, "context_loop": False, "fps": 24.0, "decode_batch": 4}
-    assert len(accepted["warnings"]) == 1 and "sampler" in accepted["warnings"][0]
+    from aa_contract import settings
+
+    assert accepted["settings"] == {**settings.defaults(), "width": 64, "height": 64, "steps": 1}
+    assert accepted["settings"]["guidance"] == 3.5 and accepted["settings"]["sampler"] == "ddim"
+    assert len(accepted["warnings"]) == 1 and "sharpness" in accepted["warnings"][0]
 
 
 def test_job_gives_progress_frames_and_done(engine, tmp_path):
