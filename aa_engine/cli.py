@@ -279,11 +279,16 @@ def _serve_remote(args) -> int:
     print(f"listening on {shown}:{bound_port} ({'TLS' if config.tls_cert else 'no TLS'}, "
           f"{'token required' if token else 'no token'}, work root {store.root})", file=sys.stderr, flush=True)
     try:
-        return server.serve_forever()
+        server.serve_forever()
     except KeyboardInterrupt:
         print("stopping: running jobs are cancelled; their frames and checkpoints stay in the work root", file=sys.stderr, flush=True)
         server.stop()
-        return 0
+    # Connection threads may still sit in the kernel (idle clients): end without Python's
+    # finalisation, which can abort in torch's thread pool with hundreds of such threads.
+    # Everything on disk is already complete (atomic writes).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def cmd_info(args) -> int:

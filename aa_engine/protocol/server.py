@@ -65,8 +65,10 @@ class ServerConfig:
 
 # -- addresses and tokens -------------------------------------------------------------------------
 def parse_listen(text: str) -> tuple[str, int]:
-    """'HOST:PORT', '[::1]:PORT' or ':PORT' (= 127.0.0.1) -> (host, port)."""
-    hint = "Examples: --listen 127.0.0.1:7860, --listen 0.0.0.0:7860, --listen [::1]:7860 (port 0: any free port)."
+    """'HOST:PORT', '[::1]:PORT', ':PORT' or 'PORT' (both = 127.0.0.1, loopback) -> (host, port)."""
+    hint = "Examples: --listen 7860 (this machine only), --listen 0.0.0.0:7860, --listen [::1]:7860 (port 0: any free port)."
+    if text.isdigit():
+        text = ":" + text
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
         raise BadRequest(f"--listen needs HOST:PORT (got {text!r}).", hint)

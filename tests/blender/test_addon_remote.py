@@ -127,3 +127,31 @@ def test_engine_address_is_a_deprecated_alias_of_remote():
 
     assert build_parser().parse_args(["--engine-address", "gpu:7860"]).remote == "gpu:7860"
     assert build_parser().parse_args(["--remote", "gpu:7860", "--token-file", "t"]).token_file == "t"
+
+
+def test_preferences_draw_the_remote_fields_and_the_connection_status():
+    """The Remote page of the preferences, drawn through the panel tests' checked layout (every
+    property, operator and parameter must exist in this Blender)."""
+    from types import SimpleNamespace
+
+    import bpy
+
+    from blender_addon import preferences
+    from test_addon_panel import CheckedLayout, texts
+
+    with addon_enabled():
+        prefs = preferences.get_preferences()
+        owner = SimpleNamespace(**{p.identifier: getattr(prefs, p.identifier) for p in prefs.bl_rna.properties if p.identifier != "rna_type"})
+        owner.bl_rna, owner.engine_mode = prefs.bl_rna, 'REMOTE'
+        status = preferences.connection_status
+        status.state, status.message, status.lines = "ok", "The remote engine at h:1 works.", ["Device cuda:0, float16", "Queue: 2 waiting"]
+        calls = []
+        owner.layout = CheckedLayout(calls)
+        try:
+            preferences.AnimateAnyonePreferences.draw(owner, bpy.context)
+        finally:
+            status.state = "idle"
+        props = [c[1][1] for c in calls if c[0] == "prop"]
+        assert props == ["engine_mode", "engine_address", "remote_token", "tls_ca_file", "tls_fingerprint"]
+        assert [c[1][0] for c in calls if c[0] == "operator"] == ["animate_anyone.test_connection"]
+        assert texts(calls)[-3:] == ["The remote engine at h:1 works.", "Device cuda:0, float16", "Queue: 2 waiting"]

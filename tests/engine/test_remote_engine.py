@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow  # one engine start (~10 s) and a dozen tiny jobs
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
     work = tmp_path_factory.mktemp("engine-work")
-    process = RemoteEngineProcess(work, "--max-line-mb", "1", "--auth-timeout", "3", "--max-queued-per-client", "8")
+    process = RemoteEngineProcess(work, "--max-line-mb", "1", "--auth-timeout", "20", "--max-queued-per-client", "8",
+                                  "--max-connections", "205")
     yield process
     process.stop()
     assert process.proc.returncode == 0, "\n".join(process.log[-20:])
@@ -208,6 +209,25 @@ def test_a_queued_job_can_be_cancelled_by_its_owner(engine):
     a.close()
 
 
+def test_a_full_queue_is_refused_with_a_clear_error(engine):
+    a = connect(engine)
+    ids = [f"fill-{i}" for i in range(8)]
+    for job_id in ids:  # 8: this engine's --max-queued-per-client; the first runs long, the rest wait
+        a.send(remote_job(job_id, frames=2, steps=200 if job_id == "fill-0" else 1))
+        a.until("queued", job_id)
+    a.send(remote_job("one-too-many", frames=2))
+    refused = a.until("error", "one-too-many")[-1]
+    assert refused["code"] == "queue_full" and "(8)" in refused["message"] and refused["hint"]
+    for job_id in ids:
+        a.send({"type": "cancel", "id": job_id})
+    pending = set(ids)
+    while pending:
+        message = a.next(120)
+        if message["type"] == "cancelled":
+            pending.discard(message["id"])
+    a.close()
+
+
 def test_a_detached_job_finishes_and_is_collected_byte_identical(engine):
     a = connect(engine)
     a.send(remote_job("overnight", frames=4, steps=2))
@@ -260,9 +280,19 @@ def test_a_client_killed_mid_job_reconnects_and_nothing_is_recomputed(engine):
 
 # -- idle and half-written connections ------------------------------------------------------------
 def test_200_idle_and_half_written_connections_do_not_block_a_real_client(engine):
+    opened = time.monotonic()
     idle = open_connections(engine.port, 100, half_written=False)
     half = open_connections(engine.port, 100, half_written=True)
     try:
+        extra = open_connections(engine.port, 8, half_written=False)  # 208 > --max-connections 205
+        answers = []
+        for sock in extra:  # read them all before closing any (a closed one frees a place)
+            sock.settimeout(10)
+            answers.append(sock.recv(65536))
+        for sock in extra:
+            sock.close()
+        refused = [a for a in answers if b'"too_many_connections"' in a]
+        assert refused and b"205 connections open" in refused[0], answers
         started = time.monotonic()
         client = connect(engine)
         assert client.hello["type"] == "hello"
@@ -271,12 +301,13 @@ def test_200_idle_and_half_written_connections_do_not_block_a_real_client(engine
         elapsed = time.monotonic() - started
         assert len(frames_of(done)) == 2
         print(f"a real client among 200 idle/half-written connections: authenticated and ran a 2-frame job in {elapsed:.1f} s")
-        # The engine drops the idlers after --auth-timeout (3 s) with an error saying why.
-        time.sleep(3.5)
-        idle[0].settimeout(10)
-        data = idle[0].recv(65536) + idle[0].recv(65536)
-        assert b'"code": "auth"' in data and b"No `auth` message within 3 s" in data
-        half[0].settimeout(10)
+        # The engine drops the idlers after --auth-timeout (20 s) with an error saying why.
+        idle[0].settimeout(60)
+        data = idle[0].recv(65536)
+        data += idle[0].recv(65536)
+        assert b'"code": "auth"' in data and b"No `auth` message within 20 s" in data
+        assert time.monotonic() - opened > 19
+        half[0].settimeout(60)
         assert b'"code": "auth"' in half[0].recv(65536) + half[0].recv(65536)
         client.close()
     finally:
