@@ -68,3 +68,41 @@ def test_untrusted_wrongly_pinned_and_plain_clients_are_refused(tls_engine):
         RemoteEngine(settings(tls_engine)).start()  # no TLS against a TLS engine
     assert "TLS" in info.value.message + info.value.hint
     assert tls_engine.proc.poll() is None
+
+
+def _local_job(tmp_path, job_id: str, **extra) -> dict:
+    from remote_helpers import EXAMPLES
+
+    poses = sorted(str(p) for p in (EXAMPLES / "poses").glob("*.png"))[:3]
+    return {"type": "job", "id": job_id, "reference": str(EXAMPLES / "reference.png"), "poses": poses, "output": str(tmp_path / "frames"),
+            "width": 32, "height": 32, "steps": 1, "context_frames": 3, "context_overlap": 1, "video": False, **extra}
+
+
+def test_render_task_cancel_and_a_planted_local_symlink_through_the_remote_engine(tls_engine, tmp_path):
+    """What the render button drives (RenderTask) over TLS: cancel behaves as locally, and a frame
+    path in the local output folder that is a symlink is replaced, never written through."""
+    from blender_addon.engine_client import RemoteEngine
+    from blender_addon.render_task import RenderTask
+
+    client = RemoteEngine(settings(tls_engine, tls_ca=str(tls_engine.cert))).start()
+    try:
+        task = RenderTask(client, _local_job(tmp_path / "cancel", "long-1", steps=200))
+        while task.progress.stage != "denoise" and not task.progress.finished:
+            task.pump(timeout=0.5)
+        task.cancel()
+        progress = task.run_blocking(poll_s=0.2)
+        assert progress.state == "cancelled" and progress.message == "Cancelled. 0 frame(s) on disk are kept; render again to resume."
+
+        outside = tmp_path / "outside.png"
+        outside.write_bytes(b"not a frame")
+        frames = tmp_path / "linked" / "frames"
+        frames.mkdir(parents=True)
+        (frames / "frame_00001.png").symlink_to(outside)
+        task = RenderTask(client, _local_job(tmp_path / "linked", "linked-1"))
+        progress = task.run_blocking(poll_s=0.2)
+        assert progress.state == "done", progress.message
+        assert outside.read_bytes() == b"not a frame"
+        assert not (frames / "frame_00001.png").is_symlink() and (frames / "frame_00001.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert len(progress.frames) == 3
+    finally:
+        client.shutdown()
