@@ -165,3 +165,38 @@ def test_the_queue_runs_by_priority_then_first_in_first_out():
     assert done.wait(30)
     assert executor.order == ["first", "b2", "b1", "a1", "a2", "last"]
     queue.stop()
+
+
+@pytest.mark.parametrize("greeting, words", [
+    ({"type": "hello", "protocol": 2, "device": "cpu"}, "The engine speaks protocol 2, older than this add-on's 3: update the engine."),
+    ({"type": "auth_required", "protocol": 4}, "The engine speaks protocol 4, newer than this add-on's 3: update the add-on."),
+])
+def test_the_addon_names_which_side_is_older(greeting, words):
+    """A protocol-2 engine (the old `serve --listen` said hello at once) or a newer one: the add-on's
+    client says which side to update, before sending any token."""
+    import json
+    import socket
+
+    from blender_addon.engine_client import EngineSettings, RemoteEngine
+    from blender_addon.errors import EngineStartFailed
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        received = []
+
+        def serve_once():
+            conn, _ = server.accept()
+            with conn:
+                conn.sendall((json.dumps(greeting) + "\n").encode())
+                conn.settimeout(5)
+                try:
+                    received.append(conn.recv(4096))
+                except OSError:
+                    pass
+
+        thread = threading.Thread(target=serve_once)
+        thread.start()
+        with pytest.raises(EngineStartFailed) as info:
+            RemoteEngine(EngineSettings(address=f"127.0.0.1:{server.getsockname()[1]}", token="secret-token-secret")).start()
+        thread.join(10)
+    assert info.value.message == words
+    assert all(b"secret-token" not in r for r in received)  # the token never went to it
