@@ -86,7 +86,7 @@ class RayExecutor:
 
     def __init__(self, address: str | None, weights: str | None, device: str = "auto", dtype: str = "auto", *,
                  work_root: str | Path | None = None, max_workers: int | None = None, max_failures: int = 3,
-                 window_workers: int = 1, threads: int | None = None, start_timeout: float = 600.0,
+                 window_workers: int = 1, threads: int | None = None, start_timeout: float = 600.0, event_buffer: int = 64,
                  init_kwargs: dict | None = None):
         ray = _ray()
         if max_failures < 1:
@@ -98,6 +98,9 @@ class RayExecutor:
         self.window_workers = max(1, int(window_workers))
         self.max_workers = max_workers
         self.start_timeout = start_timeout
+        # Events a worker may make before the gateway has taken them (Ray's generator backpressure):
+        # enough that a job never waits on the gateway's round trip, few enough that nothing piles up.
+        self.event_buffer = max(1, int(event_buffer))
         self.work_root = Path(work_root).resolve() if work_root else None
         self.records: dict[str, JobRecord] = {}
         self._lost = _lost_errors(ray)
@@ -280,7 +283,8 @@ class RayExecutor:
     def _run_on(self, lead: Worker, helpers: list[Worker], spec: JobSpec, key: str, emit: Emit,
                 should_cancel: Callable[[], bool], accepted_sent: bool, record: JobRecord) -> dict:
         ray = self.ray
-        stream = lead.actor.run.options(_generator_backpressure_num_objects=1).remote(spec, key, [h.actor for h in helpers])
+        stream = lead.actor.run.options(_generator_backpressure_num_objects=self.event_buffer).remote(
+            spec, key, [h.actor for h in helpers], self.event_buffer)
         stop_watch = threading.Event()
 
         def watch_cancel() -> None:
@@ -391,6 +395,8 @@ class RayExecutor:
 
     def _drop(self, worker: Worker, exc: BaseException) -> None:
         with self._cond:
+            if self._closed:
+                return  # close() killed it
             worker.alive = False
             worker.busy = False
             self._workers = [w for w in self._workers if w is not worker]

@@ -83,13 +83,13 @@ class EngineWorker:
             return None
 
     # -- a job -----------------------------------------------------------------------------------
-    def run(self, spec, key: str, helpers: list = ()):
+    def run(self, spec, key: str, helpers: list = (), buffer: int = 1):
         """Run one job (aa_engine.jobs.run_job), streaming its events; `helpers` are other
         workers' actor handles to split each step's windows with. Yields the items above."""
         from aa_engine.errors import Cancelled, UserError
         from aa_engine.jobs import run_job
 
-        items: queue.Queue = queue.Queue(maxsize=1)  # run_job waits while the gateway lags: no event piles up here
+        items: queue.Queue = queue.Queue(maxsize=buffer)  # run_job waits when the gateway lags `buffer` events behind
         cancel = self._cancel[key] = threading.Event()
 
         def emit(event: str, **fields) -> None:

@@ -77,7 +77,10 @@ def work_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pool(cluster, work_root):
-    executor = RayExecutor(cluster.address, "random-tiny", "cpu", work_root=work_root, max_failures=3, start_timeout=300)
+    # event_buffer=1: a worker is at most one event ahead of the gateway, so a worker killed on an
+    # event has not finished the job behind the test's back
+    executor = RayExecutor(cluster.address, "random-tiny", "cpu", work_root=work_root, max_failures=3, start_timeout=300,
+                           event_buffer=1)
     yield executor
     executor.close()
 
