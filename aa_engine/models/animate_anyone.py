@@ -107,6 +107,7 @@ class AnimateAnyoneModel(nn.Module):
         reference: ReferenceTokens | None = None,
         cache: DeepCache | None = None,
         reuse: bool = False,
+        forward=video_forward,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Predict for latents (b, 4, f, h, w) (b windows of the same video); with uncond_context,
         also the unconditional prediction.
@@ -115,14 +116,15 @@ class AnimateAnyoneModel(nn.Module):
         (None: no reference attention); use_motion=False skips the motion modules.
         Returns (cond, uncond or None), each (b, 4, f, h, w). The two halves run as one batch;
         only the conditional half attends to the reference tokens.
-        cache/reuse: DeepCache feature reuse (video_unet.video_forward).
+        cache/reuse: DeepCache feature reuse (video_unet.video_forward); forward: video_forward or
+        a compiled version of it (torch.compile).
         """
         b, f = latents.shape[0], latents.shape[2]
         context = context.expand(b, -1, -1)
         if uncond_context is None:
             reference = None if reference is None else reference.for_batch(0)
-            return video_forward(self.denoising_unet, latents, timestep, context, pose_features, use_motion, reference, cache, reuse), None
-        out = video_forward(
+            return forward(self.denoising_unet, latents, timestep, context, pose_features, use_motion, reference, cache, reuse), None
+        out = forward(
             self.denoising_unet,
             torch.cat([latents, latents]),
             timestep,

@@ -12,6 +12,7 @@ runner can checkpoint between steps and resume; `__call__` runs them all.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -24,8 +25,24 @@ from aa_engine.errors import Cancelled
 from aa_engine.models.animate_anyone import AnimateAnyoneModel
 from aa_engine.models.reference_attention import ReferenceTokens
 from aa_engine.pipeline.context_windows import WindowAverage, context_windows
-from aa_engine.models.video_unet import DeepCache
+from aa_engine.models.video_unet import DeepCache, video_forward
 from aa_engine.pipeline.scheduler import make_scheduler, timesteps_for
+
+
+@dataclass(frozen=True)
+class MemoryOptions:
+    """Ways to lower the device's peak memory; none changes the maths (the frames equal the
+    default's to float rounding). docs/performance.md has the peak of each combination."""
+
+    # only what each phase uses is on the device: ReferenceNet, the CLIP encoder and the VAE encoder
+    # while the reference tokens are written (`prepare`), then back to the CPU, and the denoising
+    # UNet comes in (two weight transfers per job)
+    offload_reference: bool = False
+    # the unconditional and the conditional half of a CFG step as two UNet calls, not one batch
+    cfg_sequential: bool = False
+    # the VAE decodes each frame in overlapping tiles (diffusers' tiled decode; the frame is blended
+    # across tile seams, so it can differ from the untiled decode by a few levels)
+    vae_tiling: bool = False
 
 
 @dataclass
@@ -66,11 +83,21 @@ def to_uint8(images: torch.Tensor) -> list[np.ndarray]:
 
 
 class AnimateAnyonePipeline:
-    def __init__(self, model: AnimateAnyoneModel, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    """model + device + dtype. compile=True (or the environment variable AA_ENGINE_COMPILE=1) runs
+    the denoising UNet through torch.compile: the first call of each shape compiles (minutes on a
+    CPU), later ones run faster (docs/performance.md); the output equals eager mode to float
+    rounding (~1e-6)."""
+
+    def __init__(self, model: AnimateAnyoneModel, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                 compile: bool | None = None, memory: MemoryOptions = MemoryOptions()):
         self.device = torch.device(device)
         self.dtype = dtype
+        self.memory = memory
         self.model = model.to(self.device, dtype).eval()
         self.scheduler = make_scheduler()  # replaced by the sampler of each `denoise` call
+        if compile is None:
+            compile = os.environ.get("AA_ENGINE_COMPILE", "") not in ("", "0")
+        self.forward = torch.compile(video_forward, dynamic=False) if compile else video_forward
 
     # -- 1. reference and poses ------------------------------------------------------------------
     @torch.no_grad()
@@ -81,6 +108,8 @@ class AnimateAnyonePipeline:
         config must have its size set (`config.sized_for(model.config)` fills the native size)."""
         config.validate(self.model.config.motion_module.max_frames)
         model = self.model
+        self._denoising_parts_to("cpu")
+        self._reference_parts_to(self.device)
         ref = torch.from_numpy(image_to_array(reference, config.width, config.height)).permute(2, 0, 1).unsqueeze(0)
         ref = ref.to(self.device, self.dtype) * 2 - 1
         context = model.encode_context(model.clip_pixels(reference).to(self.device, self.dtype))
@@ -88,11 +117,33 @@ class AnimateAnyonePipeline:
         pose_array = np.stack([image_to_array(p, config.width, config.height) for p in poses])
         pose_tensor = torch.from_numpy(pose_array).permute(0, 3, 1, 2)
         uncond = torch.zeros_like(context) if config.do_cfg else None
+        prepared = Prepared(context=context, uncond_context=uncond, poses=pose_tensor, reference=reference_tokens,
+                            pose_features=self.shot_pose_features(pose_tensor, config))
+        self._reference_parts_to("cpu")
+        self._denoising_parts_to(self.device)
+        return prepared
+
+    def _reference_parts_to(self, device) -> None:
+        """With offload_reference: ReferenceNet, the CLIP encoder and the VAE encoder (only `prepare`
+        uses them) to `device`."""
+        if self.memory.offload_reference:
+            for part in (self.model.reference_unet, self.model.image_encoder, self.model.vae.encoder, self.model.vae.quant_conv):
+                if part is not None:
+                    part.to(device)
+
+    def _denoising_parts_to(self, device) -> None:
+        """With offload_reference: the denoising UNet (with its motion modules) to `device`; the Pose
+        Guider and the VAE decoder stay (prepare runs the guider, decode the decoder)."""
+        if self.memory.offload_reference:
+            self.model.denoising_unet.to(device)
+
+    def shot_pose_features(self, poses: torch.Tensor, config: GenerationConfig) -> torch.Tensor:
+        """poses (f, 3, H, W) -> the Pose Guider's features (1, c0, f, H/8, W/8) on the CPU, computed
+        in chunks of context_frames (the batch a window would give it)."""
         chunk = config.context_frames
-        pose_features = torch.cat([
-            model.pose_features(pose_tensor[i : i + chunk].to(self.device, self.dtype)).cpu() for i in range(0, len(pose_tensor), chunk)
+        return torch.cat([
+            self.model.pose_features(poses[i : i + chunk].to(self.device, self.dtype)).cpu() for i in range(0, len(poses), chunk)
         ], dim=2)
-        return Prepared(context=context, uncond_context=uncond, poses=pose_tensor, reference=reference_tokens, pose_features=pose_features)
 
     def initial_latents(self, num_frames: int, config: GenerationConfig) -> torch.Tensor:
         """Seeded noise (1, 4, f, H/8, W/8), drawn on the CPU so a seed gives the same video on any
@@ -179,7 +230,6 @@ class AnimateAnyonePipeline:
         step = self.step_index(config, t)
         guided = step < self.guided_steps(config)
         uncond_context = prepared.uncond_context if guided else None
-        reuse_every = max(1, int(config.feature_reuse))
         for start in range(0, len(windows), batch):
             group = windows[start : start + batch]
             if should_cancel is not None and should_cancel():
@@ -188,15 +238,27 @@ class AnimateAnyonePipeline:
                 raise ValueError("windows batched together must have the same length")
             window_latents = torch.cat([latents[:, :, frames] for frames in group]).to(self.dtype)
             pose_features = torch.cat([prepared.pose_features[:, :, frames] for frames in group]).to(self.device, self.dtype)
-            cache, reuse = None, False
-            if reuse_every > 1:
-                cache = prepared.deep_cache.setdefault((tuple(map(tuple, group)), guided), DeepCache())
-                reuse = step % reuse_every != 0 and cache.features is not None
-            cond, uncond = model.predict(window_latents, t.to(self.device), prepared.context, pose_features, uncond_context,
-                                         config.motion_modules, reference=prepared.reference, cache=cache, reuse=reuse)
+            key = tuple(map(tuple, group))
+            if uncond_context is not None and self.memory.cfg_sequential:
+                cond, _ = self._predict(prepared, window_latents, t, prepared.context, pose_features, prepared.reference, config,
+                                        step, (key, "cond"))
+                uncond, _ = self._predict(prepared, window_latents, t, uncond_context, pose_features, None, config, step, (key, "uncond"))
+            else:
+                cond, uncond = self._predict(prepared, window_latents, t, prepared.context, pose_features, prepared.reference, config,
+                                             step, (key, guided), uncond_context)
             if uncond is not None:
                 cond = uncond + config.guidance * (cond - uncond)
             yield from cond.split(1)
+
+    def _predict(self, prepared, latents, t, context, pose_features, reference, config, step, cache_key, uncond_context=None):
+        """One UNet call through model.predict, with its DeepCache slot when feature reuse is on."""
+        cache, reuse = None, False
+        reuse_every = max(1, int(config.feature_reuse))
+        if reuse_every > 1:
+            cache = prepared.deep_cache.setdefault(cache_key, DeepCache())
+            reuse = step % reuse_every != 0 and cache.features is not None
+        return self.model.predict(latents, t.to(self.device), context, pose_features, uncond_context, config.motion_modules,
+                                  reference=reference, cache=cache, reuse=reuse, forward=self.forward)
 
     # -- 3. decoding -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -212,7 +274,13 @@ class AnimateAnyonePipeline:
             if all(i in skip for i in frames):
                 continue
             batch = latents[0][:, frames].permute(1, 0, 2, 3).to(self.device, self.dtype)
-            for index, image in zip(frames, to_uint8(self.model.decode(batch))):
+            if self.memory.vae_tiling:
+                self.model.vae.enable_tiling()
+            try:
+                images = self.model.decode(batch)
+            finally:
+                self.model.vae.disable_tiling()
+            for index, image in zip(frames, to_uint8(images)):
                 if index not in skip:
                     yield index, image
 
