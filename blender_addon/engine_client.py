@@ -26,7 +26,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from .contract import protocol
+from .contract import errors, protocol
 from .errors import EngineInterpreterError, EngineJobFailed, EngineStartFailed
 
 PROTOCOL_VERSION = protocol.PROTOCOL_VERSION
@@ -125,6 +125,20 @@ def check_interpreter(python: str, timeout: float = 120.0) -> dict:
             "Install the engine into it: `python -m pip install -e PATH_TO_PROJECT[engine]`, or press 'Set Up Engine Environment'.",
         )
     return report
+
+
+def json_lines(lines, on_other=None):
+    """The protocol messages among `lines` (str or bytes, from a pipe or a socket), decoded by the
+    contract (UTF-8, one JSON object with a "type" per line); any other non-empty line goes to
+    on_other(text) (an engine's stray output, kept for its log tail)."""
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            yield protocol.decode_line(line)
+        except errors.ContractError:
+            if on_other is not None:
+                on_other((line.decode("utf-8", "replace") if isinstance(line, bytes) else line).strip())
 
 
 class EngineProcess:
@@ -255,17 +269,8 @@ class EngineProcess:
     # -- threads ----------------------------------------------------------------------------------
     def _read_stdout(self) -> None:
         process = self._process
-        for line in process.stdout:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                event = json.loads(line)
-            except ValueError:
-                self.log_tail.append(f"(stdout) {line}")
-                continue
-            if isinstance(event, dict):
-                self.events.put(event)
+        for event in json_lines(process.stdout, on_other=lambda text: self.log_tail.append(f"(stdout) {text}")):
+            self.events.put(event)
         returncode = process.wait()
         time.sleep(0.05)  # let the stderr thread take the last log lines
         self.events.put({"type": EXIT_EVENT, "returncode": returncode, "log_tail": list(self.log_tail)})
@@ -390,10 +395,9 @@ class RemoteEngine(EngineProcess):
         if not line:
             raise EngineStartFailed("The remote engine closed the connection before its " + what + ".",
                                     "Is the engine serving TLS (then set the TLS trust), or at its connection limit? See its log.")
-        message = json.loads(line)
-        if not isinstance(message, dict):
-            raise ValueError("not a JSON object")
-        return message
+        for message in json_lines([line]):
+            return message
+        raise ValueError(f"the engine's {what} is not a protocol message")
 
     def _wrap_tls(self, sock: socket.socket, host: str) -> socket.socket:
         s = self.settings
@@ -489,16 +493,9 @@ class RemoteEngine(EngineProcess):
     def _read_socket(self) -> None:
         while True:
             try:
-                for line in iter(lambda: self._reader.readline(), b""):
-                    if not line.strip():
-                        continue
-                    try:
-                        event = json.loads(line)
-                    except ValueError:
-                        continue
-                    if isinstance(event, dict):
-                        for out in self._translate(event):
-                            self.events.put(out)
+                for event in json_lines(iter(lambda: self._reader.readline(), b"")):
+                    for out in self._translate(event):
+                        self.events.put(out)
             except (OSError, ValueError):
                 pass
             if self._closed or not self._reconnect():
