@@ -26,6 +26,7 @@ import hashlib
 import logging
 import secrets
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -53,6 +54,7 @@ class Worker:
     busy: bool = False
     alive: bool = True
     info: dict = field(default_factory=dict)  # EngineWorker.identity()
+    last_used: float = 0.0  # jobs go to the idle worker unused for longest: they spread over the pool
 
 
 @dataclass
@@ -367,7 +369,7 @@ class RayExecutor:
                 while True:
                     if self._closed:
                         raise Cancelled()
-                    idle = [w for w in self._workers if w.alive and not w.busy]
+                    idle = sorted((w for w in self._workers if w.alive and not w.busy), key=lambda w: w.last_used)
                     if idle and self._waiting[0] is ticket:
                         break
                     if should_cancel():
@@ -377,11 +379,10 @@ class RayExecutor:
                         warned = True
                     self._cond.wait(0.2)
                 lead = idle[0]
-                lead.busy = True
                 spare = idle[1:] if len(self._waiting) == 1 else []  # idle workers another waiting job needs stay free
                 helpers = spare[:helpers_wanted]
-                for h in helpers:
-                    h.busy = True
+                for w in [lead, *helpers]:
+                    w.busy, w.last_used = True, time.monotonic()
                 return lead, helpers
             finally:
                 self._waiting.remove(ticket)

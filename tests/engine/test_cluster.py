@@ -191,6 +191,24 @@ def test_six_jobs_from_two_clients_spread_over_two_workers(pool, work_root):
         thread.join(60)
 
 
+def test_cancel_stops_the_job_on_its_worker_and_frees_it(pool, work_root):
+    from aa_engine.errors import Cancelled
+
+    wait_workers(pool, 2)
+    job = spec(work_root / "cancelled", steps=3)
+    events = []
+
+    def emit(event, **fields):
+        events.append((event, fields))
+
+    with pytest.raises(Cancelled):
+        pool.run(job, emit, lambda: any(e == "progress" and f["stage"] == "denoise" and f["step"] >= 1 for e, f in events))
+    assert not [e for e, _ in events if e == "frame"]  # stopped within the denoising
+    assert (job.output / ".resume" / "state.pt").is_file()  # the checkpoint stays: a resend resumes
+    assert pool.record(job).attempts[-1]["outcome"] == "stopped"
+    assert len(pool.workers()) == 2 and not any(w.busy for w in pool.workers())
+
+
 # -- faults -------------------------------------------------------------------------------------
 def test_killed_worker_actor_the_job_resumes_on_the_other_one(pool, work_root, uninterrupted):
     wait_workers(pool, 2)
