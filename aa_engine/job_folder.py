@@ -97,6 +97,8 @@ class JobFolder:
             self.path = Path(path).expanduser().resolve()  # the folder the user named (a symlink to it is their choice)
         except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a NUL byte
             raise OutputError(f"The output folder {path} cannot be used ({exc}).", "Give a plain folder path.") from exc
+        if self.path.exists() and not self.path.is_dir():
+            raise OutputError(f"The output folder {self.path} is a file, not a folder.", "Give a folder path (it is created if missing).")
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, _OPEN_DIR)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,8 +31,8 @@ from aa_engine.pipeline import AnimateAnyonePipeline, Progress
 
 log = logging.getLogger(__name__)
 
-# Larger images are refused before decoding (PIL's guard is 2x its MAX_IMAGE_PIXELS; this is the
-# same figure, about 9459x9459): a PNG header can claim any size at almost no cost.
+# Larger images are refused before decoding (PIL itself only warns up to twice this, then refuses):
+# a PNG header can claim any size at almost no cost.
 MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".gif"}
@@ -85,10 +86,12 @@ def _open_image(path: Path, what: str, hint: str, field: str | None = None) -> I
     try:
         with Image.open(path) as image:
             if image.width * image.height > MAX_IMAGE_PIXELS:
-                raise Image.DecompressionBombError(f"{image.width}x{image.height}")
+                raise Image.DecompressionBombError(f"Image size ({image.width * image.height} pixels: {image.width}x{image.height})")
             return image.convert("RGB")
     except Image.DecompressionBombError as exc:
-        raise InputError(f"{what} {path} claims a size beyond the limit of {MAX_IMAGE_PIXELS:,} pixels ({exc}).",
+        claimed = re.search(r"\((\d+) pixels", str(exc))
+        size = f"{int(claimed.group(1)):,} pixels" if claimed else "a size"
+        raise InputError(f"{what} {path} claims {size}; the limit is {MAX_IMAGE_PIXELS:,} (about 9459x9459).",
                          "It may be a decompression bomb; if it is a real image, scale it down first.", field=field) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise InputError(f"{what} {path} cannot be read ({exc}).", hint, field=field) from exc

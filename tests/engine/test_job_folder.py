@@ -224,7 +224,7 @@ def test_a_job_refused_late_leaves_no_folder_or_job_json(pipe, tmp_path):
 
 def test_an_output_path_that_is_a_file_or_a_symlink_loop_is_an_output_error(tmp_path):
     (tmp_path / "file").write_text("x")
-    with pytest.raises(OutputError, match="cannot be written"):
+    with pytest.raises(OutputError, match="is a file, not a folder"):
         JobFolder(tmp_path / "file")
     (tmp_path / "loop").symlink_to(tmp_path / "loop")
     with pytest.raises(OutputError):
