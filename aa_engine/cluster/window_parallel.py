@@ -7,7 +7,11 @@ the scheduler step, the checkpoint and the decode stay where they are (one sched
 pipeline), so the frames are bit-identical to a single worker's on the same device and dtype: every
 window's prediction is the same tensor whoever computed it, and the sum is taken in the same order.
 
-Two transports share this split and this lead:
+After the last step the helpers also decode: the frames are cut into the pipeline's fixed
+`decode_batch` groups, the helpers decode contiguous runs of them and send the pixels back, and the
+lead writes every frame in order (the same groups decoded anywhere give the same pixels).
+
+Two transports share this split and this lead (the torch.distributed one splits only the steps):
 - Ray actors (aa_engine/cluster/worker.py: helpers of a pool worker, `serve --ray`);
 - torch.distributed ranks on one multi-GPU box (aa_engine/cluster/distributed.py).
 
@@ -81,6 +85,8 @@ class TrafficLog:
     bytes_to_helpers: int = 0
     bytes_from_helpers: int = 0
     fallback_windows: int = 0  # windows the lead computed itself because a helper failed
+    decoded_by_helpers: int = 0  # frames the helpers decoded (sent back as uint8 pixels)
+    fallback_frames: int = 0  # frames the lead decoded itself because a helper failed
     per_step: list[dict] = field(default_factory=list)
 
     def add(self, traffic: dict) -> None:
@@ -92,7 +98,8 @@ class TrafficLog:
     def to_dict(self) -> dict:
         return {"steps": self.steps, "bytes_to_helpers": self.bytes_to_helpers, "bytes_from_helpers": self.bytes_from_helpers,
                 "bytes_per_step": (self.bytes_to_helpers + self.bytes_from_helpers) // max(1, self.steps),
-                "fallback_windows": self.fallback_windows}
+                "fallback_windows": self.fallback_windows, "decoded_by_helpers": self.decoded_by_helpers,
+                "fallback_frames": self.fallback_frames}
 
 
 def window_batch(config) -> int:
@@ -139,6 +146,40 @@ def window_parallel_pipeline(pipe, transport: ShareTransport, log: TrafficLog | 
         device = latents.device
         return [r.to(device) for r in results]
 
+    base_decode = pipe.decode
+
+    def decode(latents, config, skip=frozenset()):
+        """The frames in order, as pipe.decode yields them; with a transport that can decode
+        (`decode_start`/`decode_gather`), the helpers decode contiguous runs of the fixed
+        decode_batch groups meanwhile (the same groups, so the same pixels)."""
+        n = latents.shape[2]
+        size = max(1, int(config.decode_batch))
+        groups = [list(range(s, min(s + size, n))) for s in range(0, n, size)]
+        todo = [g for g in groups if not all(i in skip for i in g)]
+        if not hasattr(transport, "decode_start") or transport.workers < 2 or len(todo) < 2:
+            yield from base_decode(latents, config, skip)
+            return
+        parts = [[todo[i] for i in share] for share in split_windows(len(todo), transport.workers)]
+        handle = transport.decode_start(latents.detach().to("cpu", torch.float32), parts)
+        everything = set(range(n))
+
+        def only(part):  # pipe.decode of these groups alone (the others skipped)
+            return base_decode(latents, config, (everything - {i for g in part for i in g}) | set(skip))
+
+        yield from only(parts[0])
+        for k, got in enumerate(transport.decode_gather(handle), start=1):
+            if got is None:  # the helper failed: decode its groups here
+                if log is not None:
+                    log.fallback_frames += sum(len(g) for g in parts[k])
+                yield from only(parts[k])
+                continue
+            if log is not None:
+                log.decoded_by_helpers += len(got)
+            for index, image in got:
+                if index not in skip:
+                    yield index, image
+
     lead.prepare = prepare
     lead.predict_windows = predict_windows
+    lead.decode = decode
     return lead

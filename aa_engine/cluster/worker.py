@@ -154,6 +154,12 @@ class EngineWorker:
         prepared, config = self._helping[key]
         return [p.cpu() for p in self.pipe.predict_windows(prepared, latents, t, windows, config)]
 
+    def help_decode(self, key: str, latents, groups: list[list[int]]) -> list:
+        """(index, (H, W, 3) uint8) of the frames in `groups` (decode_batch groups of job `key`)."""
+        _, config = self._helping[key]
+        wanted = {i for g in groups for i in g}
+        return list(self.pipe.decode(latents, config, set(range(latents.shape[2])) - wanted))
+
     def help_release(self, key: str) -> None:
         self._helping.pop(key, None)
 
@@ -207,6 +213,17 @@ class RayHelpers:
                 self._lose(k, exc)
                 out.append(None)
         return out
+
+    def decode_start(self, latents, parts):
+        import ray
+
+        self.wait_prepared()  # a job resumed after its last step skips the lead's prepare: the helpers' may still run
+        ref = ray.put(latents)
+        return [h.help_decode.remote(self.key, ref, parts[k + 1]) if self.alive[k] and parts[k + 1] else None
+                for k, h in enumerate(self.helpers)]
+
+    def decode_gather(self, handle):
+        return self.gather(handle)
 
     def release(self) -> None:
         for k, h in enumerate(self.helpers):

@@ -302,6 +302,7 @@ def test_window_parallel_on_two_workers_equals_one_worker(pool, work_root):
         pool.window_workers = 1
     record = pool.record(split)
     assert record.attempts[-1]["helpers"] and record.traffic["workers"] == 2 and record.traffic["fallback_windows"] == 0
+    assert record.traffic["decoded_by_helpers"] == 11 and record.traffic["fallback_frames"] == 0  # the helper decoded half
     latents_bytes = 4 * 22 * 4 * 4 * 4  # (1, 4, 22, 4, 4) float32 out to the helper each step
     assert record.traffic["bytes_to_helpers"] == 2 * latents_bytes
     assert np.abs(pixels(split.output, 22) - pixels(single.output, 22)).max() == 0  # measured max abs difference: 0

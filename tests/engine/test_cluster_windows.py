@@ -58,6 +58,15 @@ class InProcessHelpers:
     def gather(self, handle):
         return handle
 
+    def decode_start(self, latents, parts):
+        n = latents.shape[2]
+        return [None if k + 1 in self.fail else
+                list(p.decode(latents, self.config, set(range(n)) - {i for g in parts[k + 1] for i in g}))
+                for k, p in enumerate(self.pipes)]
+
+    def decode_gather(self, handle):
+        return handle
+
 
 @pytest.fixture(scope="module")
 def shot():
@@ -92,6 +101,20 @@ def test_window_parallel_latents_equal_one_worker_bit_for_bit(shot, workers):
     assert torch.equal(latents, single)
     assert log.steps == config.steps and log.bytes_to_helpers == config.steps * (workers - 1) * single.numel() * 4
     assert lead.model is pipe.model  # a shallow copy: the weights are not duplicated
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fail", [(), (1,)])
+def test_helpers_decode_the_same_pixels_in_order(shot, fail):
+    pipe, prepared, poses, config, single = shot
+    config = type(config)(**{**config.__dict__, "decode_batch": 3})  # 10 frames: groups of 3, 3, 3, 1
+    expected = list(pipe.decode(single, config))
+    log = TrafficLog()
+    lead = window_parallel_pipeline(pipe, InProcessHelpers([pipe], prepared, config, fail=fail), log)
+    got = list(lead.decode(single, config, skip={0, 1}))  # frames 1 and 2 already on disk
+    assert [i for i, _ in got] == list(range(2, 10))
+    assert all((a == b).all() for (_, a), (_, b) in zip(got, expected[2:]))
+    assert (log.decoded_by_helpers, log.fallback_frames) == ((0, 4) if fail else (4, 0))  # the last two groups: 4 frames
 
 
 @pytest.mark.slow
