@@ -223,6 +223,9 @@ def cmd_serve(args) -> int:
 
     if args.listen:
         return _serve_remote(args)
+    if args.ray:
+        raise EngineError("--ray needs --listen: the worker pool serves the remote engine's clients.",
+                          "Add --listen HOST:PORT (docs/cluster.md).", code="bad_request")
 
     send = make_sender(protocol_stdout())
     try:
