@@ -4,6 +4,7 @@
     .venv/engine/bin/python benchmarks/engine_bench.py --configs tiny --frames 8 --steps 2
     .venv/engine/bin/python benchmarks/engine_bench.py --waste         # per-evaluation time before/after the waste fixes
     .venv/engine/bin/python benchmarks/engine_bench.py --waste --compile   # ... and with torch.compile (slow to compile)
+    .venv/engine/bin/python benchmarks/engine_bench.py --memory        # peak memory at SD-1.5 size per memory option
 
 Each configuration runs in a fresh subprocess so its peak memory is its own. Random weights:
 speed does not depend on the values. Prints one table, then ratios against the first row.
@@ -31,6 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 MEDIUM = {
     "unet": {
@@ -233,6 +235,8 @@ def main() -> None:
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--waste", action="store_true", help="per-evaluation time before vs after the waste fixes (medium config)")
     parser.add_argument("--compile", action="store_true", help="with --waste: also the torch.compile path")
+    parser.add_argument("--memory", action="store_true",
+                        help="the peak-memory estimate at SD-1.5 size per memory option, and its validation (benchmarks/memory_estimate.py)")
     parser.add_argument("--repeats", type=int, default=3, help="with --waste: interleaved timed runs of each variant")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args()
@@ -240,6 +244,11 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.memory:
+        from memory_estimate import report
+
+        report(24, with_validation=True)
+        return
     if args.waste:
         name = (args.configs or "medium").split(",")[0]
         print_waste(waste_compare(name, frames=16, window=8, overlap=4, steps=args.steps, device=args.device, repeats=args.repeats,

@@ -244,6 +244,12 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=24)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    report(args.frames, args.validate)
+
+
+def report(frames: int = 24, with_validation: bool = True) -> None:
+    """Print the estimate table (and the validation table)."""
+    args = argparse.Namespace(frames=frames, validate=with_validation)
     print(f"SD-1.5 size, fp16, 512x768, one {args.frames}-frame window with CFG: estimated peak device memory "
           "(live tensors; + CUDA context and kernel workspaces, see the docstring)")
     print("| memory options | peak GB | in phase | weights GB (that phase) | activations GB (that phase) |")
