@@ -263,6 +263,11 @@ class RayExecutor:
                 failures += 1
                 attempt["outcome"] = f"lost: {type(exc).__name__}"
                 self._drop(lead, exc)
+                for helper in helpers:  # the lead cannot tell them any more: they forget the job's reference pass
+                    try:
+                        helper.actor.help_release.remote(key)
+                    except Exception:  # noqa: BLE001 - a dead helper holds nothing
+                        pass
                 self._release(helpers)
                 if failures >= self.max_failures:
                     raise WorkerLost(

@@ -288,13 +288,22 @@ def test_a_job_fails_clearly_after_max_failures_lost_workers(pool, work_root):
 
 
 # -- one shot over both workers ------------------------------------------------------------------
-def test_window_parallel_on_two_workers_equals_one_worker(pool, work_root):
+LONG_SHOT = dict(frames=22, steps=2)  # 7 context windows of 4 frames
+
+
+@pytest.fixture(scope="module")
+def long_shot_single(pool, work_root):
     wait_workers(pool, 2)
-    long_shot = dict(frames=22, steps=2)  # 7 context windows of 4 frames
-    single = spec(work_root / "windows-1", **long_shot)
+    single = spec(work_root / "windows-1", **LONG_SHOT)
     pool.window_workers = 1
     pool.run(single, lambda *a, **k: None, lambda: False)
-    split = spec(work_root / "windows-2", **long_shot)
+    return single
+
+
+def test_window_parallel_on_two_workers_equals_one_worker(pool, work_root, long_shot_single):
+    wait_workers(pool, 2)
+    single = long_shot_single
+    split = spec(work_root / "windows-2", **LONG_SHOT)
     pool.window_workers = 2
     try:
         pool.run(split, lambda *a, **k: None, lambda: False)
@@ -307,3 +316,30 @@ def test_window_parallel_on_two_workers_equals_one_worker(pool, work_root):
     assert record.traffic["bytes_to_helpers"] == 2 * latents_bytes
     assert np.abs(pixels(split.output, 22) - pixels(single.output, 22)).max() == 0  # measured max abs difference: 0
     assert frames(split.output, 22) == frames(single.output, 22)
+
+
+def test_a_helper_killed_mid_shot_its_windows_are_done_by_the_lead(pool, work_root, long_shot_single):
+    wait_workers(pool, 2)
+    split = spec(work_root / "windows-helper-killed", **LONG_SHOT)
+    killed = []
+
+    def kill_helper_after_first_step(event, **fields):
+        if event == "progress" and fields["stage"] == "denoise" and fields["step"] == 1 and not killed:
+            attempt = pool.record(split).attempts[-1]
+            helper = next(w for w in pool.workers() if w.name in attempt["helpers"])
+            killed.append(helper.name)
+            pool.ray.kill(helper.actor)
+
+    pool.window_workers = 2
+    try:
+        pool.run(split, kill_helper_after_first_step, lambda: False)
+    finally:
+        pool.window_workers = 1
+    record = pool.record(split)
+    assert killed and [a["outcome"] for a in record.attempts] == ["done"]  # the job itself never stopped
+    # The lead runs on while the gateway kills the helper: step 2's helper share (3 windows) or only
+    # the helper's half of the decode (11 frames) falls back to the lead, never lost.
+    assert record.traffic["lost_helpers"] == 1 and record.traffic["fallback_windows"] in (0, 3)
+    assert record.traffic["fallback_frames"] + record.traffic["decoded_by_helpers"] == 11 and record.traffic["fallback_frames"] > 0
+    assert frames(split.output, 22) == frames(long_shot_single.output, 22)
+    wait_workers(pool, 2)  # the dead helper is replaced
