@@ -43,7 +43,15 @@ def init(device: torch.device) -> None:
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        # AA_DIST_INIT_METHOD (e.g. file:///shared/rendezvous): meet through a file instead of
+        # torchrun's TCP store, which listens on every interface (the tests use it: loopback only).
+        method = os.environ.get("AA_DIST_INIT_METHOD")
+        if method:
+            rank, size, _ = world()
+            dist.init_process_group(backend, init_method=method, rank=rank, world_size=size)
+        else:
+            dist.init_process_group(backend)
     if device.type == "cuda":
         torch.cuda.set_device(device)
 
