@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import logging
+import os
 import secrets
 import threading
 import time
@@ -90,6 +91,10 @@ class RayExecutor:
                  work_root: str | Path | None = None, max_workers: int | None = None, max_failures: int = 3,
                  window_workers: int = 1, threads: int | None = None, start_timeout: float = 600.0, event_buffer: int = 64,
                  init_kwargs: dict | None = None):
+        if address == "local":
+            # Ray then takes this machine to be 127.0.0.1 (read when Ray loads): the private cluster's
+            # processes listen on loopback only, not on every interface.
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         ray = _ray()
         if max_failures < 1:
             raise ClusterError(f"--ray-max-failures must be at least 1 (got {max_failures}).", "E.g. --ray-max-failures 3.")
