@@ -224,7 +224,6 @@ class AnimateAnyonePipeline:
         be computed by another worker with the same weights and device
         (aa_engine/cluster/window_parallel.py, which splits on multiples of context_batch), and
         `denoise` still averages them in window order."""
-        model = self.model
         latents = latents.to(self.device, torch.float32)
         batch = max(1, int(config.context_batch))
         step = self.step_index(config, t)
