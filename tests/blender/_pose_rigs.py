@@ -22,10 +22,13 @@ MIXAMO_BONES = {
     "LeftLeg": ((0.1, 0, 0.55), (0.1, 0, 0.1), "LeftUpLeg"),
     "LeftFoot": ((0.1, 0, 0.1), (0.1, -0.12, 0.02), "LeftLeg"),
 }
+def _mirror(v):
+    return (-v[0], v[1], v[2])
+
+
 for _name, (_h, _t, _p) in list(MIXAMO_BONES.items()):
     if _name.startswith("Left"):
-        mirror = lambda v: (-v[0], v[1], v[2])
-        MIXAMO_BONES["Right" + _name[4:]] = (mirror(_h), mirror(_t), _p and _p.replace("Left", "Right"))
+        MIXAMO_BONES["Right" + _name[4:]] = (_mirror(_h), _mirror(_t), _p and _p.replace("Left", "Right"))
 
 
 def make_armature(bones: dict, prefix: str = "", name: str = "Armature"):

@@ -4,7 +4,6 @@ and the queue's order. Fast; the real-socket tests are in test_remote_engine.py.
 from __future__ import annotations
 
 import base64
-import os
 import threading
 
 import pytest

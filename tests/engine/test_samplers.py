@@ -1,7 +1,6 @@
 """Samplers, guidance interval, feature reuse and presets: each lands where it must, and the
 defaults stay the release's (DDIM 30, CFG 3.5 on every step, no reuse)."""
 
-import dataclasses
 
 import pytest
 import torch
