@@ -197,3 +197,33 @@ def test_an_over_long_line_is_skipped_without_keeping_it():
         lines = list(read_lines(lambda n: stream.read(min(n, chunk)), limit=100))
         assert lines[0] == b"short\n" and isinstance(lines[1], LineTooLong) and lines[2] == b"after\n"
         assert isinstance(lines[3], LineTooLong) and lines[4] == b"\n" and lines[5] == b"y" * 50 and len(lines) == 6
+
+
+# -- animate: the same signals ----------------------------------------------------------------
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_animate_stops_on_a_signal_after_its_step_keeping_its_checkpoint(tmp_path, signum):
+    import subprocess
+    import sys
+    import time
+
+    from raw_engine import EXAMPLES, ROOT
+
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "aa_engine", "animate", "--weights", "random-tiny", "--reference",
+                                str(EXAMPLES / "reference.png"), "--poses", str(EXAMPLES / "poses"), "--out", str(out),
+                                "--width", "24", "--height", "24", "--steps", "500", "--no-video"],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not (out / ".resume" / "state.pt").is_file():  # written after every denoising step
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-2000:]
+            time.sleep(0.2)
+        process.send_signal(signum)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 128 + signum, err[-2000:]
+    assert "interrupted" in err and "rerun the same command to resume" in err
+    assert "Traceback" not in err and "terminate called" not in err
+    assert (out / ".resume" / "state.pt").is_file() and (out / "job.json").is_file()
