@@ -117,9 +117,8 @@ class CrossAttention(AttnProcessor2_0):
 
     The context here is one token (the projected CLIP image embedding), and softmax over a single
     key is exactly 1: every query gets the same output, to_out(to_v(context)). So with one context
-    token the queries, keys and the attention are skipped and that row is broadcast over the
-    tokens (the same values up to float rounding in to_out; a tenth or so of a transformer
-    block's work). Longer contexts take diffusers' path unchanged. The processor also names the
+    token the queries, the keys and the attention are skipped and to_v(context) is broadcast over
+    the tokens (the result is bit-identical to the full path). Longer contexts take diffusers' path unchanged. The processor also names the
     reference keywords, which diffusers hands to every attention of a transformer block, so that
     they are accepted silently instead of logging a warning per call."""
 
@@ -132,8 +131,10 @@ class CrossAttention(AttnProcessor2_0):
             and hidden_states.ndim == 3 and attn.spatial_norm is None and attn.group_norm is None and not attn.norm_cross
             and not attn.residual_connection and attn.rescale_output_factor == 1.0
         ):
-            value = attn.to_out[1](attn.to_out[0](attn.to_v(encoder_hidden_states).to(hidden_states.dtype)))
-            return value.expand(-1, hidden_states.shape[1], -1)
+            value = attn.to_v(encoder_hidden_states).to(hidden_states.dtype)  # (n, 1, c)
+            # to_out on every token (not once, then broadcast): the same GEMM as diffusers' path, so
+            # the result is bit-identical to it
+            return attn.to_out[1](attn.to_out[0](value.expand(-1, hidden_states.shape[1], -1).contiguous()))
         return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
 
 
