@@ -101,12 +101,12 @@ SETTINGS: tuple[Setting, ...] = (
             minimum=0, maximum=SEED_MAX, hint="Any whole number from 0 up."),
     Setting("context_frames", int, 24, "frames denoised together; longer shots use overlapping windows",
             minimum=1, maximum=32, group="context", hint="24 is the default; the motion modules see at most 32 frames."),
-    Setting("context_overlap", int, 4, "frames shared by neighbouring context windows",
+    Setting("context_overlap", int, 4, "frames shared by neighbouring context windows (left unset with a shorter window: context_frames - 1)",
             label="Overlap", minimum=0, maximum=31, group="context", hint="4 is the default; it must be below context_frames."),
     Setting("context_loop", bool, False,
             "let the context windows wrap round from the last frame to the first: a seamless loop for a shot whose "
             "end leads back into its start (a walk cycle); changes only shots longer than context_frames",
-            label="Seamless Loop", group="context"),
+            label="Seamless Loop", group="context", hint="Give true or false (off is the default)."),
     Setting("fps", float, 24.0, "frame rate of video.mp4", label="FPS", minimum=0.001, maximum=1000.0,
             changes_frames=False, group="output", addon_property=False,
             hint="The add-on uses the scene's frame rate."),
@@ -210,6 +210,10 @@ def validate(values: dict[str, Any], *, fill_defaults: bool = True) -> dict[str,
     for name, value in values.items():
         if name in BY_NAME:
             out[name] = check_value(BY_NAME[name], value)
+    if fill_defaults and "context_overlap" not in values and out["context_frames"] <= out["context_overlap"]:
+        # A short window the user chose with the overlap they left alone: the default overlap shrinks
+        # to fit it (a user's own overlap that does not fit is refused below).
+        out["context_overlap"] = out["context_frames"] - 1
     _check_together(out)
     return out
 

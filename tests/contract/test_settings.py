@@ -127,3 +127,15 @@ def test_a_job_needs_exactly_one_of_poses_and_keypoints():
 def test_the_settings_document_shows_todays_declaration():
     doc = (ROOT / "docs" / "settings.md").read_text(encoding="utf-8")
     assert settings.with_table(doc) == doc, "docs/settings.md is stale: run `python -m aa_contract.settings docs/settings.md`"
+
+
+def test_a_short_window_with_the_default_overlap_is_not_refused_for_a_setting_never_given():
+    assert settings.validate({"context_frames": 1})["context_overlap"] == 0
+    assert settings.validate({"context_frames": 3})["context_overlap"] == 2
+    with pytest.raises(InvalidSetting) as caught:
+        settings.validate({"context_frames": 3, "context_overlap": 4})  # the user's own overlap: refused
+    assert caught.value.field == "context_overlap"
+
+
+def test_every_setting_has_a_hint_for_its_error():
+    assert all(s.hint for s in settings.SETTINGS)
