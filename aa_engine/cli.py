@@ -23,6 +23,12 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default=None, help="weights folder (ours or a Moore-AnimateAnyone release), or 'random-tiny'; default: the shipped default model")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     parser.add_argument("--dtype", default="auto", help="auto, fp32, fp16 or bf16 (default: fp32 on CPU, fp16 on GPU)")
+    memory = parser.add_argument_group("device memory and speed (docs/performance.md; none changes the frames beyond float rounding)")
+    memory.add_argument("--offload-reference", action="store_true",
+                        help="ReferenceNet, CLIP and the VAE encoder leave the device once the reference is encoded")
+    memory.add_argument("--cfg-sequential", action="store_true", help="run the two halves of guidance one after the other, not as one batch")
+    memory.add_argument("--vae-tiling", action="store_true", help="decode each frame in overlapping tiles (may differ by a few levels at seams)")
+    memory.add_argument("--compile", action="store_true", help="torch.compile the UNets (slow first call; also AA_ENGINE_COMPILE=1)")
 
 
 
@@ -104,6 +110,7 @@ def _optional(module: str, attribute: str):
 def _load_pipeline(args):
     from aa_engine.device import pick_device, pick_dtype
     from aa_engine.pipeline import AnimateAnyonePipeline
+    from aa_engine.pipeline.pipeline import MemoryOptions
     from aa_engine.weights import load_model
 
     device = pick_device(args.device)
@@ -111,7 +118,8 @@ def _load_pipeline(args):
     model, info = load_model(args.weights)
     for note in info.notes:
         log.warning("weights %s: %s", info.source, note)
-    return AnimateAnyonePipeline(model, device, dtype), info
+    memory = MemoryOptions(offload_reference=args.offload_reference, cfg_sequential=args.cfg_sequential, vae_tiling=args.vae_tiling)
+    return AnimateAnyonePipeline(model, device, dtype, compile=args.compile or None, memory=memory), info
 
 
 class Interrupted(KeyboardInterrupt):

@@ -80,6 +80,8 @@ def setting_property(setting):
     common = {"name": setting.ui_label, "description": desc, "default": setting.property_default}
     if setting.type is bool:
         return BoolProperty(**common)
+    if setting.choices:  # a drop-down of the declared values (sampler, preset)
+        return EnumProperty(items=[(c, c, "") for c in setting.choices], **common)
     limits = {}
     if setting.minimum is not None:
         limits["min"] = setting.minimum

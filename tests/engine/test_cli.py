@@ -58,3 +58,17 @@ def test_info_describes_a_release_folder(tmp_path):
     assert run.returncode == 2 and "incomplete: missing motion_module.pth" in run.stderr
     run = subprocess.run([sys.executable, "-m", "aa_engine", "info", "--weights", "random-tiny"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and "of which motion modules" in run.stdout and "device:   cpu" in run.stdout
+
+
+def test_memory_options_reach_the_pipeline_and_keep_the_frames(tmp_path):
+    """--offload-reference / --cfg-sequential change where and how the work runs, not the result."""
+    a = _animate(tmp_path / "a")
+    b = _animate(tmp_path / "b", "--offload-reference", "--cfg-sequential")
+    assert a.returncode == 0 and b.returncode == 0, b.stderr
+    import numpy as np
+    from PIL import Image
+
+    for frame in sorted((tmp_path / "a").glob("frame_*.png")):
+        x = np.asarray(Image.open(frame), dtype=np.int16)
+        y = np.asarray(Image.open(tmp_path / "b" / frame.name), dtype=np.int16)
+        assert np.abs(x - y).max() <= 1, frame.name
