@@ -143,9 +143,9 @@ def _serve_once(weights: Path) -> tuple[int, list[dict], str]:
 
 # One folder of each kind through `serve` (each is a process start; every folder goes through
 # info and animate above, and serve reports the same WeightsError).
-SERVE_WEIGHTS = ["config_is_a_list", "config_is_not_json", "config_nested_too_deeply", "negative_channels", "float_channels",
-                 "absurd_channels", "unknown_down_block", "parameter_count_beyond_the_limit", "motion_module_not_object",
-                 "clip_projection_mismatch"]
+# Four kinds (syntax, a value, a block type, the size bound) keep CI within its budget; all 37 go
+# through the same WeightsError path in-process above.
+SERVE_WEIGHTS = ["config_is_not_json", "negative_channels", "unknown_down_block", "parameter_count_beyond_the_limit"]
 
 
 def test_serve_answers_bad_weights_folders_with_an_error_event_and_exit_2():
