@@ -155,19 +155,25 @@ def draw_defaults(layout, context, scene, settings) -> None:
     col.prop(settings, "write_skeleton_maps")
 
 
+def draw_reference(col, owner, scale: float) -> None:
+    """The reference image of the scene's shot settings or of a shot (`owner`): the source, then
+    the file or image datablock with a thumbnail."""
+    col.prop(owner, "reference_source", expand=True)
+    if owner.reference_source == 'FILE':
+        col.prop(owner, "reference_path")
+        icon = reference_preview_icon(owner.reference_path)
+        if icon:
+            col.template_icon(icon_value=icon, scale=scale)
+    elif owner.reference_source == 'IMAGE':
+        col.template_ID(owner, "reference_image", open="image.open")
+        image = owner.reference_image
+        if image is not None and image.preview is not None:
+            col.template_icon(icon_value=image.preview.icon_id, scale=scale)
+
+
 def draw_subject(col, context, scene, settings) -> None:
     """What to animate: the reference image, the armature, its bone map, hands and face."""
-    col.prop(settings, "reference_source", expand=True)
-    if settings.reference_source == 'FILE':
-        col.prop(settings, "reference_path")
-        icon = reference_preview_icon(settings.reference_path)
-        if icon:
-            col.template_icon(icon_value=icon, scale=6.0)
-    else:
-        col.template_ID(settings, "reference_image", open="image.open")
-        image = settings.reference_image
-        if image is not None and image.preview is not None:
-            col.template_icon(icon_value=image.preview.icon_id, scale=6.0)
+    draw_reference(col, settings, scale=6.0)
     col.prop(settings, "armature")
     active = getattr(context, "active_object", None)
     active_armature = active if active is not None and active.type == 'ARMATURE' else None
@@ -272,14 +278,7 @@ def draw_shot_editor(layout, context, scene, item) -> None:
     col = box.column()
     col.prop(item, "camera")
     col.prop(item, "armature")
-    col.prop(item, "reference_source", expand=True)
-    if item.reference_source == 'FILE':
-        col.prop(item, "reference_path")
-        icon = reference_preview_icon(item.reference_path)
-        if icon:
-            col.template_icon(icon_value=icon, scale=4.0)
-    elif item.reference_source == 'IMAGE':
-        col.template_ID(item, "reference_image", open="image.open")
+    draw_reference(col, item, scale=4.0)
     col.prop(item, "seed")
     defaults = scene.animate_anyone
     for group in OVERRIDE_GROUPS:
