@@ -143,8 +143,12 @@ def legacy_pipeline_class():
     return LegacyPipeline
 
 
-def waste_compare(name: str, frames: int, window: int, overlap: int, steps: int, device: str, repeats: int, compile_too: bool) -> dict:
-    """Per-evaluation time before vs after the waste fixes, on one shot (see the module docstring)."""
+def waste_compare(name: str, frames: int, window: int, overlap: int, steps: int, device: str, repeats: int, compile_too: bool,
+                  model=None) -> dict:
+    """Per-evaluation time before vs after the waste fixes, on one shot (see the module docstring).
+
+    model: an already built model of config `name` on `device` (gpu_check.py passes its SD-1.5-size
+    one, which takes minutes to build on a CPU); None builds a seeded random one."""
     import torch
     from PIL import Image
 
@@ -156,7 +160,8 @@ def waste_compare(name: str, frames: int, window: int, overlap: int, steps: int,
 
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
     width, height = SIZES[name]
-    model = build_model(model_config(name), seed=0, randomize_zero_init=True)
+    if model is None:
+        model = build_model(model_config(name), seed=0, randomize_zero_init=True)
     windows = len(context_windows(frames, window, overlap))
     config = GenerationConfig(width=width, height=height, steps=steps, context_frames=window, context_overlap=overlap)
     after_config = GenerationConfig(width=width, height=height, steps=steps, context_frames=window, context_overlap=overlap,

@@ -10,7 +10,11 @@ CFG 3.5, 2 DDIM steps. Prints:
   - torch.cuda.max_memory_allocated for each memory option (aa_engine.pipeline.MemoryOptions) and
     decode_batch, next to the estimate of benchmarks/engine_bench.py --memory;
   - the SDPA kernels the UNet's attentions ran (flash, memory-efficient, cuDNN or math);
-  - the same run in fp32 on CUDA and the fp16 run's largest latent and pixel difference from it.
+  - the same run in fp32 on CUDA and the fp16 run's largest latent and pixel difference from it;
+  - the waste fixes of docs/performance.md section 2 on the GPU (engine_bench.py --waste's
+    comparison: Pose Guider per window and step, one window per UNet call, vs today's pipeline and
+    all windows in one call), on a 64-frame shot in three 24-frame windows, 1 step; with
+    --compile also the torch.compile path (minutes of compiling).
 Without a CUDA device it prints "not measured" and exits 0.
 """
 
@@ -80,6 +84,8 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=512)
     parser.add_argument("--height", type=int, default=768)
     parser.add_argument("--skip-fp32", action="store_true")
+    parser.add_argument("--skip-waste", action="store_true", help="skip the before/after waste-fix comparison")
+    parser.add_argument("--compile", action="store_true", help="also time the torch.compile path in the waste comparison")
     args = parser.parse_args()
 
     import torch
@@ -147,6 +153,14 @@ def main() -> None:
         print(f"fp32 on CUDA: {r32['denoise_s'] / (args.frames * args.steps):.3f} s/frame/step, peak {r32['peak_gb']:.2f} GB; "
               f"fp16 vs fp32: largest latent difference {float((r16['latents'] - r32['latents']).abs().max()):.2e}, "
               f"largest pixel difference {pixel} levels")
+    if not args.skip_waste:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from engine_bench import print_waste, waste_compare
+
+        model = model.half()
+        torch.cuda.empty_cache()
+        print_waste(waste_compare("sd15", frames=64, window=24, overlap=4, steps=1, device="cuda:0", repeats=3,
+                                  compile_too=args.compile, model=model))
     print(f"total {time.perf_counter() - began_all:.0f} s")
 
 
