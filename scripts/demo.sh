@@ -20,24 +20,33 @@ echo "== building the shot: the bundled rig (walk + wave, 48 frames) with its ca
 "$blender/bin/python" rigs/bundled_rig.py --out "$out/shot.blend"
 
 weights="${AA_DEMO_WEIGHTS:-}"
-size=(--width 128 --height 192 --steps 4)
+settings=(--width 128 --height 192 --steps 4)
 if [ -z "$weights" ]; then
   if [ -f aa_engine/default_model/model.safetensors ]; then
     weights="aa_engine/default_model"
-    size=(--width 64 --height 96 --steps 20)  # the shipped default model's native size (docs/default_model.md)
+    # the model's native size (the render asks the engine for it) and the "fast" preset: DPM-Solver++
+    # 8 steps, guidance on the first half, DDIM-30's quality in about a third of the time
+    # (docs/performance.md section 1, measured on this model's evaluation)
+    settings=(--preset fast)
   else
     weights="random-tiny"
   fi
 fi
 
 echo "== rendering with weights '$weights' (rig -> skeleton maps -> engine -> frames -> one VSE strip)"
+began=$(date +%s%N)
 "$blender/bin/python" -m blender_addon.command_line "$out/shot.blend" \
   --engine-python "$engine/bin/python" --weights "$weights" --device cpu \
-  --reference examples/reference.png "${size[@]}" \
+  --reference examples/reference.png "${settings[@]}" \
   --shot demo --output "$out" --save "$out/demo.blend" "$@"
+ended=$(date +%s%N)
+frames=$(find "$out/demo" -path '*/frames/frame_*.png' | wc -l)
 
 echo
 echo "keypoints:     $out/demo/v001/poses/keypoints.json"
 echo "frames:        $out/demo/v001/frames/frame_00001.png ..."
 echo "video:         $out/demo/v001/frames/video.mp4"
 echo "blend + strip: $out/demo.blend (open it, Video Sequencing workspace)"
+ms=$(( (ended - began) / 1000000 ))
+printf 'rendered:      %s frames in %d.%01d s (Blender export, engine start, model load, generation, video, strip)\n' \
+  "$frames" $((ms / 1000)) $((ms % 1000 / 100))
