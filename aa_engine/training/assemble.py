@@ -2,7 +2,10 @@
 
 The `decoder` stage can run alongside stages 1 and 2 (it only changes the VAE decoder); this puts
 its decoder into the final model. The two VAEs' encoders must be identical, or the UNets would be
-decoding a latent space they were not trained on:
+decoding a latent space they were not trained on. A VAE widened by `training.widen` (and then only
+its decoder trained) has another architecture but the same encoder *function*: that is checked by
+encoding test frames with both (largest latent difference at most 1e-4), and the combined
+checkpoint takes the donor's VAE architecture:
 
     python -m aa_engine.training.assemble --base runs/motion/model --vae-from runs/decoder/model --out aa_engine/default_model
 """
@@ -18,9 +21,36 @@ from aa_engine.errors import WeightsError
 from aa_engine.weights import load_model, save_checkpoint
 
 
+ENCODER_TOLERANCE = 1e-4
+
+
+def same_encoder_function(base: torch.nn.Module, donor: torch.nn.Module, width: int, height: int) -> float:
+    """Largest difference between the two VAEs' latent means on test frames (synthetic held-out
+    characters at width x height, and noise)."""
+    from aa_engine.data.dataset import make_clip
+
+    frames = make_clip("heldout", 0, 2, width, height, "rich").frames
+    images = torch.from_numpy(frames).float().div(127.5).sub(1).permute(0, 3, 1, 2)
+    images = torch.cat([images, torch.rand(images.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1])
+    with torch.no_grad():
+        return float((base.encode(images).latent_dist.mean - donor.encode(images).latent_dist.mean).abs().max())
+
+
 def assemble(base: str | Path, vae_from: str | Path, out: str | Path) -> Path:
     model, _ = load_model(str(base))
     donor, _ = load_model(str(vae_from))
+    if donor.config.vae != model.config.vae and {k: v for k, v in donor.config.vae.items() if k != "block_out_channels" and k != "norm_num_groups"} \
+            == {k: v for k, v in model.config.vae.items() if k != "block_out_channels" and k != "norm_num_groups"}:
+        width, height = model.config.native_size or (64, 64)
+        difference = same_encoder_function(model.vae, donor.vae, width, height)
+        if difference > ENCODER_TOLERANCE:
+            raise WeightsError(
+                f"The VAE of {vae_from} is wider than {base}'s and its encoder gives other latents (largest difference {difference:.2e}).",
+                "Only a VAE widened with training.widen whose decoder alone was trained (--stage decoder) can be swapped in.",
+            )
+        model.vae = donor.vae
+        model.config.vae = dict(donor.config.vae)
+        return save_checkpoint(model, out)
     ours = {k: v for k, v in model.vae.state_dict().items() if k.startswith(("encoder.", "quant_conv."))}
     theirs = donor.vae.state_dict()
     changed = [k for k, v in ours.items() if not torch.equal(v, theirs[k])]

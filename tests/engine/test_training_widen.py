@@ -67,3 +67,35 @@ def test_widen_refuses_what_it_cannot_preserve(tmp_path, capsys):
         widen_vae(tmp_path / "grouped", tmp_path / "out")
     main([str(_product(tmp_path / "old")), str(tmp_path / "cli")])
     assert (tmp_path / "cli" / WEIGHTS_FILE).is_file() and str(tmp_path / "cli") in capsys.readouterr().out
+
+
+def test_a_widened_decoder_is_swapped_into_a_trained_model(tmp_path):
+    """The v2 route: the UNets train on the narrow VAE's latents while the widened VAE's decoder
+    alone is trained; assemble puts that wider VAE into the final model, checking the encoder."""
+    import dataclasses
+
+    from aa_engine.config import ModelConfig
+    from aa_engine.errors import WeightsError
+    from aa_engine.models import build_model
+    from aa_engine.training.assemble import assemble
+    from aa_engine.training.vae_product import load_vae_into, save_vae, vae_config
+    from aa_engine.weights import load_model, save_checkpoint
+
+    tiny = ModelConfig.tiny()
+    config = dataclasses.replace(tiny, vae=dict(tiny.vae, norm_num_groups=1))
+    base = build_model(config, seed=0)
+    base_dir = save_checkpoint(base, tmp_path / "base")
+    wide_product = widen_vae(save_vae(base, tmp_path / "narrow"), tmp_path / "wide")
+    donor = build_model(dataclasses.replace(config, vae=vae_config(wide_product)), seed=0)
+    load_vae_into(donor, wide_product)
+    with torch.no_grad():  # "decoder training"
+        donor.vae.decoder.conv_out.weight.add_(0.1)
+    combined, _ = load_model(str(assemble(base_dir, save_checkpoint(donor, tmp_path / "donor"), tmp_path / "combined")))
+    assert combined.config.vae["block_out_channels"] == [32, 64, 64, 64]
+    assert torch.equal(combined.vae.decoder.conv_out.weight, donor.vae.decoder.conv_out.weight)
+    assert torch.equal(combined.denoising_unet.conv_in.weight, base.denoising_unet.conv_in.weight)
+
+    with torch.no_grad():  # an encoder that moved: its latents are not the ones the UNets learned
+        donor.vae.encoder.conv_in.weight.add_(0.1)
+    with pytest.raises(WeightsError, match="encoder gives other latents"):
+        assemble(base_dir, save_checkpoint(donor, tmp_path / "moved"), tmp_path / "bad")
