@@ -1,0 +1,98 @@
+"""How well the denoising UNet removes noise at fixed timesteps: a quick look into a training run.
+
+For a few held-out frames, the true latent x0 is noised to x_t at each timestep t, the model predicts
+v (with its reference and pose conditions, no guidance), and the x0 that v implies is compared with
+the true one. t near 0 asks "can it clean a little noise", t = 999 (zero SNR) "can it draw the frame
+from the reference and the pose alone". Used in docs/default_model.md to compare v2's stage 1 with
+the shipped model.
+
+    python -m aa_engine.evaluation.denoiser_probe --weights aa_engine/default_model --data flat --width 64 --height 96
+    python -m aa_engine.evaluation.denoiser_probe --checkpoint out/train_v2/image/checkpoints/step_002000/model.safetensors \\
+        --vae-config out/train_v2/v2_vae_wide_4100/vae_config.json --data rich --width 128 --height 192
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+TIMESTEPS = (50, 250, 500, 750, 999)
+
+
+def load_stage_checkpoint(path: str, vae_config: str):
+    """A training checkpoint's `model.safetensors` (keys `model.<part>...`, the v2 architecture with
+    the VAE of `vae_config`) as a model."""
+    from safetensors.torch import load_file
+
+    from aa_engine.models import build_model
+    from aa_engine.training.config import v2_model_config
+    from aa_engine.weights import load_state_strict
+
+    config = v2_model_config()
+    config.vae = json.loads(open(vae_config).read())
+    model = build_model(config, seed=0)
+    state = {k[len("model."):]: v for k, v in load_file(path).items() if k.startswith("model.")}
+    load_state_strict(model, state, path)
+    model.vae.register_to_config(scaling_factor=config.vae["scaling_factor"])
+    return model.eval()
+
+
+def probe(model, data: str, width: int, height: int, clips: int = 4, timesteps=TIMESTEPS, seed: int = 0) -> list[dict]:
+    """Per timestep: v-MSE and the RMS error of the implied x0 on `clips` held-out frames; x0's std."""
+    from aa_engine.data.dataset import make_batch
+    from aa_engine.models.video_unet import video_forward
+    from aa_engine.training.config import TrainConfig
+    from aa_engine.training.objectives import add_noise, v_target
+    from aa_engine.training.stages import DiffusionStage
+
+    stage = DiffusionStage(model, TrainConfig(stage="image", width=width, height=height), use_motion=False)
+    batch = make_batch("heldout", list(range(clips)), 1, width, height, data)
+    rows = []
+    with torch.no_grad():
+        ref_latents, context = stage.conditions(batch, torch.device("cpu"))
+        x0 = model.encode_latents(batch.targets.flatten(0, 1)).unsqueeze(2)  # (n, c, 1, h, w)
+        reference = model.reference_tokens(ref_latents, context).for_batch(0)
+        poses = model.pose_guider(batch.poses.flatten(0, 1)).unsqueeze(2)
+        noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
+        for t in timesteps:
+            ts = torch.full((clips,), t)
+            noisy = add_noise(x0, noise, ts, stage.ac)
+            v = video_forward(model.denoising_unet, noisy, ts, context, poses, False, reference)
+            a = stage.ac[t]
+            x0_hat = a.sqrt() * noisy - (1 - a).sqrt() * v
+            rows.append({"t": t, "v_mse": float((v - v_target(x0, noise, ts, stage.ac)).pow(2).mean()),
+                         "x0_rmse": float((x0_hat - x0).pow(2).mean().sqrt()), "x0_std": float(x0.std())})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m aa_engine.evaluation.denoiser_probe", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--weights", help="a model folder (or random-tiny)")
+    source.add_argument("--checkpoint", help="a training checkpoint's model.safetensors (v2 architecture)")
+    parser.add_argument("--vae-config", help="with --checkpoint: the vae_config.json of the run's VAE")
+    parser.add_argument("--data", default="rich", help="flat or rich held-out characters (default rich)")
+    parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--height", type=int, default=192)
+    parser.add_argument("--clips", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.checkpoint:
+        if not args.vae_config:
+            parser.error("--checkpoint needs --vae-config (the VAE product the run started from)")
+        model = load_stage_checkpoint(args.checkpoint, args.vae_config)
+    else:
+        from aa_engine.weights import load_model
+
+        model = load_model(args.weights)[0].eval()
+    print("| t | v-MSE | x0 RMS error | x0 std |\n|---|---|---|---|")
+    for row in probe(model, args.data, args.width, args.height, args.clips):
+        print(f"| {row['t']} | {row['v_mse']:.3f} | {row['x0_rmse']:.3f} | {row['x0_std']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
