@@ -22,6 +22,11 @@ from aa_engine.weights import load_model, save_checkpoint
 
 
 ENCODER_TOLERANCE = 1e-4
+WIDTH_KEYS = ("block_out_channels", "norm_num_groups")  # what training.widen changes
+
+
+def _without_widths(vae_config: dict) -> dict:
+    return {k: v for k, v in vae_config.items() if k not in WIDTH_KEYS}
 
 
 def same_encoder_function(base: torch.nn.Module, donor: torch.nn.Module, width: int, height: int) -> float:
@@ -39,8 +44,7 @@ def same_encoder_function(base: torch.nn.Module, donor: torch.nn.Module, width: 
 def assemble(base: str | Path, vae_from: str | Path, out: str | Path) -> Path:
     model, _ = load_model(str(base))
     donor, _ = load_model(str(vae_from))
-    if donor.config.vae != model.config.vae and {k: v for k, v in donor.config.vae.items() if k != "block_out_channels" and k != "norm_num_groups"} \
-            == {k: v for k, v in model.config.vae.items() if k != "block_out_channels" and k != "norm_num_groups"}:
+    if donor.config.vae != model.config.vae and _without_widths(donor.config.vae) == _without_widths(model.config.vae):
         width, height = model.config.native_size or (64, 64)
         difference = same_encoder_function(model.vae, donor.vae, width, height)
         if difference > ENCODER_TOLERANCE:
