@@ -17,6 +17,9 @@ HELP = {
     "lr_schedule": "constant (after warmup) or cosine (down to 10%% of --lr at --steps)",
     "crop": "vae/decoder stages: train on random square crops of this size (multiple of 8; 0 = whole frames)",
     "ssim_weight": "vae/decoder stages: weight of a (1 - SSIM) loss term beside L1 + MSE (0 = off)",
+    "scale_equivariance": "vae stage: weight of a term asking the decoder to turn the 2x average-pooled latent into the "
+                          "2x average-pooled image; it keeps fine detail out of the latent that the image does not have, "
+                          "which makes the latent easier to denoise (0 = off)",
     "frames": "frames per training sample: 1 for vae/image, a clip length (e.g. 8) for motion",
     "snr_gamma": "min-SNR-gamma loss weighting; 0 = off (plain v-prediction MSE)",
     "cpu": "train on the CPU even if a GPU is available",

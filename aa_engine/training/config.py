@@ -94,6 +94,7 @@ class TrainConfig:
     latent_noise: float = 0.05  # vae stage: noise added to the latents before decoding
     crop: int = 0  # vae/decoder stages: train on random size x size crops (0 = whole frames)
     ssim_weight: float = 0.0  # vae/decoder stages: weight of a (1 - SSIM) term beside L1 + MSE
+    scale_equivariance: float = 0.0  # vae stage: weight of decode(pool2(z)) ~ pool2(image) (smoother latents)
     checkpoint_every: int = 200
     sample_every: int = 500
     sample_steps: int = 20
@@ -118,6 +119,9 @@ class TrainConfig:
 
         if self.data not in STYLES:
             raise BadRequest(f"Unknown --data {self.data!r}.", f"Use one of: {', '.join(STYLES)}.")
+        if self.scale_equivariance and self.stage != "vae":
+            raise BadRequest(f"--scale-equivariance shapes the latent space, which only the vae stage trains (got --stage {self.stage}).",
+                             "Leave it at 0 here; the decoder stage keeps the encoder's latents fixed.")
         if self.lr_schedule not in ("constant", "cosine"):
             raise BadRequest(f"Unknown --lr-schedule {self.lr_schedule!r}.", "Use constant or cosine.")
         if self.arch not in ARCHITECTURES:

@@ -68,7 +68,25 @@ class VAEStage(nn.Module):
         loss = F.l1_loss(recon, images) + F.mse_loss(recon, images) + self.config.kl_weight * mean.pow(2).mean()
         if self.config.ssim_weight > 0:
             loss = loss + self.config.ssim_weight * (1 - ssim_torch(recon.clamp(-1, 1), images))
+        if self.config.scale_equivariance > 0:
+            loss = loss + self.config.scale_equivariance * scale_equivariance_loss(self.model.vae, mean, images)
         return loss
+
+
+def scale_equivariance_loss(vae, mean: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """L1 + MSE between the decoded 2x average-pooled latent and the 2x average-pooled image.
+
+    A 16-channel latent trained on reconstruction alone carries much more detail at the scale of one
+    latent cell than the image does at the scale of 8 pixels, and a small denoising UNet cannot tell
+    that detail from noise (docs/default_model.md, v2). Asking the decoder to read a coarser latent
+    as a coarser image keeps the latent's spectrum like the image's (the "scale equivariance" of
+    Skorokhodov et al. 2025, "Improving the diffusability of autoencoders"). Latents with an odd
+    side are cut to an even one.
+    """
+    h, w = mean.shape[-2] // 2 * 2, mean.shape[-1] // 2 * 2
+    coarse = vae.decode(F.avg_pool2d(mean[..., :h, :w], 2)).sample
+    target = F.avg_pool2d(images[..., : h * 8, : w * 8], 2)
+    return F.l1_loss(coarse, target) + F.mse_loss(coarse, target)
 
 
 def random_crops(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:

@@ -206,3 +206,23 @@ def test_random_crops_are_on_the_latent_grid_and_zero_means_whole_frames():
         y, x = divmod(flat_index, 32)
         assert y % 8 == 0 and x % 8 == 0
         assert torch.equal(crops[i], images[i, :, y : y + 16, x : x + 16])
+
+
+def test_scale_equivariance_term_adds_the_coarse_decode_loss_and_trains_the_encoder():
+    from aa_engine.training.stages import scale_equivariance_loss
+
+    model = build_model(ModelConfig.tiny(), seed=0)
+    batch = make_batch("train", [0], 1, 64, 72)  # a latent of 8 x 9 cells: the odd side is cut to 8
+    plain = make_stage(model, TrainConfig(stage="vae", init="x", width=64, height=72))
+    with_term = make_stage(model, TrainConfig(stage="vae", init="x", width=64, height=72, scale_equivariance=0.5))
+    images = torch.cat([batch.references, batch.targets.flatten(0, 1)])
+    mean = model.vae.encode(images).latent_dist.mean
+    term = scale_equivariance_loss(model.vae, mean, images)
+    assert float(with_term(batch, torch.Generator().manual_seed(1))) == pytest.approx(
+        float(plain(batch, torch.Generator().manual_seed(1))) + 0.5 * float(term), rel=1e-5)
+    term.backward()
+    assert model.vae.encoder.conv_in.weight.grad.abs().sum() > 0
+    assert model.vae.decoder.conv_out.weight.grad.abs().sum() > 0
+    # the decoder stage keeps the encoder's latent space: the term (which would move it) is refused there
+    with pytest.raises(BadRequest, match="--scale-equivariance"):
+        TrainConfig(stage="decoder", init="x", scale_equivariance=0.5).validate()
