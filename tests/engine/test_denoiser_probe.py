@@ -21,3 +21,13 @@ def test_checkpoint_without_its_vae_config_is_refused(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--checkpoint", "x/model.safetensors"])
     assert exit_info.value.code == 2 and "--vae-config" in capsys.readouterr().err
+
+
+def test_sampling_drift_scores_each_step_count_against_the_vae_round_trip(capsys):
+    from aa_engine.evaluation.denoiser_probe import sampling_drift
+
+    model = load_model("random-tiny")[0].eval()
+    drift = sampling_drift(model, "flat", 64, 64, clips=1, step_counts=(1, 2))
+    assert list(drift) == [1, 2] and all(-1 <= v <= 1 for v in drift.values())
+    main(["--weights", "random-tiny", "--data", "flat", "--width", "64", "--height", "64", "--clips", "1", "--drift"])
+    assert "| 20 |" in capsys.readouterr().out
