@@ -74,6 +74,7 @@ class TrainConfig:
     stage: str = "image"  # vae | image | motion | decoder
     out: str = "runs/default"
     init: str | None = None  # checkpoint folder to start from (required for image and motion)
+    unets_from: str | None = None  # image stage from a VAE-only --init: every part but the VAE from this model folder
     arch: str = "small"  # architecture when starting from scratch (vae stage without --init, or --init of a VAE-only folder)
     data: str = "flat"  # character style of the synthetic data: flat (the 64x96 model's) or rich (v2)
     steps: int = 1000
@@ -116,9 +117,13 @@ class TrainConfig:
         if self.stage == "image" and self.frames != 1:
             raise BadRequest("The image stage trains on single frames: use --frames 1.")
         from aa_engine.data.dataset import STYLES
+        from aa_engine.training.vae_product import is_vae_product
 
         if self.data not in STYLES:
             raise BadRequest(f"Unknown --data {self.data!r}.", f"Use one of: {', '.join(STYLES)}.")
+        if self.unets_from and not (self.stage == "image" and self.init and is_vae_product(self.init)):
+            raise BadRequest("--unets-from warm-starts stage 1 on a new VAE: it needs --stage image and a VAE-only --init "
+                             "(a vae run's vae/ folder).", "Without a new VAE, pass the model folder itself as --init.")
         if self.scale_equivariance and self.stage != "vae":
             raise BadRequest(f"--scale-equivariance shapes the latent space, which only the vae stage trains (got --stage {self.stage}).",
                              "Leave it at 0 here; the decoder stage keeps the encoder's latents fixed.")

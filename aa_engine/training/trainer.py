@@ -64,7 +64,26 @@ def initial_model(config: TrainConfig) -> AnimateAnyoneModel:
     tie_reference_to_denoising(model)
     if config.init:
         load_vae_into(model, config.init)
+    if config.unets_from:
+        warm_start_from(model, config.unets_from)
     return model
+
+
+def warm_start_from(model: AnimateAnyoneModel, folder: str) -> None:
+    """Every part but the VAE from the model in `folder` (same architecture, or a clear error)."""
+    from aa_engine.errors import BadRequest
+    from aa_engine.models.animate_anyone import PARTS
+    from aa_engine.weights import load_model
+
+    donor, _ = load_model(folder)
+    for part in PARTS:
+        if part == "vae":
+            continue
+        try:
+            getattr(model, part).load_state_dict(getattr(donor, part).state_dict())
+        except RuntimeError as error:
+            raise BadRequest(f"--unets-from {folder}: its {part} does not fit the --arch being trained ({str(error).splitlines()[0]}).",
+                             "Use a model of the same --arch (only the VAE may differ).") from None
 
 
 def lr_factor(config: TrainConfig, step: int) -> float:

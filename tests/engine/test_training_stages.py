@@ -226,3 +226,21 @@ def test_scale_equivariance_term_adds_the_coarse_decode_loss_and_trains_the_enco
     # the decoder stage keeps the encoder's latent space: the term (which would move it) is refused there
     with pytest.raises(BadRequest, match="--scale-equivariance"):
         TrainConfig(stage="decoder", init="x", scale_equivariance=0.5).validate()
+
+
+def test_unets_from_warm_starts_every_part_but_the_vae(tmp_path, tiny_init):
+    from aa_engine.training.trainer import initial_model
+
+    train(TrainConfig(stage="vae", arch="tiny", data="rich", out=str(tmp_path / "vae"), steps=1, batch_size=1, width=64, height=64,
+                      sample_every=0, cpu=True, seed=5))
+    product = tmp_path / "vae" / "vae"
+    donor, _ = load_model(tiny_init)
+    donor.reference_unet.conv_in.weight.data.add_(1.0)  # not what a seeded build gives
+    save_checkpoint(donor, tmp_path / "donor")
+    model = initial_model(_config(tmp_path, product, arch="tiny", data="rich", unets_from=str(tmp_path / "donor")))
+    assert torch.equal(model.reference_unet.conv_in.weight, donor.reference_unet.conv_in.weight)
+    assert torch.equal(model.pose_guider.conv_out.weight, donor.pose_guider.conv_out.weight)
+    vae_run, _ = load_model(tmp_path / "vae" / "model")
+    assert torch.equal(model.vae.encoder.conv_in.weight, vae_run.vae.encoder.conv_in.weight)
+    with pytest.raises(BadRequest, match="--unets-from"):
+        _config(tmp_path, tiny_init, unets_from=str(tmp_path / "donor")).validate()
