@@ -111,3 +111,27 @@ def test_a_vae_only_stage_product_gives_the_vae_ceiling_row(tmp_path):
     assert "| vae_ceiling |" in (tmp_path / "eval" / "evaluation.md").read_text()
     with pytest.raises(BadRequest, match="holds only a VAE"):
         run_evaluate(parser.parse_args(common + ["--out", str(tmp_path / "eval2"), "--ablations", "full,vae_ceiling"]))
+
+
+@pytest.mark.slow
+def test_a_training_checkpoint_is_scored_with_its_vae_config(tmp_path):
+    import argparse
+    import json
+
+    from safetensors.torch import save_file
+
+    from aa_engine.evaluation import add_evaluate_arguments, run_evaluate
+    from aa_engine.models import build_model
+    from aa_engine.training.config import v2_model_config
+
+    model = build_model(v2_model_config(), seed=0)
+    save_file({f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    (tmp_path / "vae_config.json").write_text(json.dumps(model.config.vae))
+    parser = argparse.ArgumentParser()
+    add_evaluate_arguments(parser)
+    common = ["--checkpoint", str(tmp_path / "model.safetensors"), "--clips", "1", "--frames", "2", "--width", "64", "--height", "64",
+              "--data", "rich", "--ablations", "vae_ceiling", "--out", str(tmp_path / "eval")]
+    assert run_evaluate(parser.parse_args(common + ["--vae-config", str(tmp_path / "vae_config.json")])) == 0
+    assert "| vae_ceiling |" in (tmp_path / "eval" / "evaluation.md").read_text()
+    with pytest.raises(BadRequest, match="--vae-config"):
+        run_evaluate(parser.parse_args(common))
