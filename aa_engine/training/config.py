@@ -96,6 +96,7 @@ class TrainConfig:
     crop: int = 0  # vae/decoder stages: train on random size x size crops (0 = whole frames)
     ssim_weight: float = 0.0  # vae/decoder stages: weight of a (1 - SSIM) term beside L1 + MSE
     scale_equivariance: float = 0.0  # vae stage: weight of decode(pool2(z)) ~ pool2(image) (smoother latents)
+    encode_bf16: bool = False  # image/motion stages: the frozen VAE encodes under bfloat16 autocast (faster)
     checkpoint_every: int = 200
     sample_every: int = 500
     sample_steps: int = 20
@@ -127,6 +128,9 @@ class TrainConfig:
         if self.scale_equivariance and self.stage != "vae":
             raise BadRequest(f"--scale-equivariance shapes the latent space, which only the vae stage trains (got --stage {self.stage}).",
                              "Leave it at 0 here; the decoder stage keeps the encoder's latents fixed.")
+        if self.encode_bf16 and self.stage not in ("image", "motion"):
+            raise BadRequest(f"--encode-bf16 is for the stages that keep the VAE frozen (image, motion), not --stage {self.stage}.",
+                             "The vae and decoder stages train the VAE in full precision: leave the flag out.")
         if self.lr_schedule not in ("constant", "cosine"):
             raise BadRequest(f"Unknown --lr-schedule {self.lr_schedule!r}.", "Use constant or cosine.")
         if self.arch not in ARCHITECTURES:

@@ -138,11 +138,19 @@ class DiffusionStage(nn.Module):
         self.use_motion = use_motion
         self.register_buffer("ac", alphas_cumprod(), persistent=False)
 
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """The frozen VAE's scaled latents of (n, 3, H, W) images in [-1, 1], in float32 (bfloat16 autocast
+        inside with --encode-bf16)."""
+        device = self.ac.device
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.config.encode_bf16):
+            return self.model.encode_latents(images.to(device)).float()
+
     def conditions(self, batch: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Frozen encoders: reference latents (b, 4, h, w) and CLIP contexts (b, 1, d)."""
+        """Frozen encoders: reference latents (b, c, h, w) and CLIP contexts (b, 1, d)."""
         model = self.model
+        ref_latents = self.encode(batch.references)
         with torch.no_grad():
-            ref_latents = model.encode_latents(batch.references.to(device))
             pixels = torch.cat([model.clip_pixels(Image.fromarray(image)) for image in batch.reference_images]).to(device)
             context = model.encode_context(pixels)
         return ref_latents, context
@@ -152,8 +160,7 @@ class DiffusionStage(nn.Module):
         device = self.ac.device
         b, f = batch.targets.shape[:2]
         ref_latents, context = self.conditions(batch, device)
-        with torch.no_grad():
-            x0 = model.encode_latents(batch.targets.flatten(0, 1).to(device))
+        x0 = self.encode(batch.targets.flatten(0, 1))
         x0 = x0.reshape(b, f, *x0.shape[1:]).permute(0, 2, 1, 3, 4)  # (b, 4, f, h, w)
 
         noise = sample_noise(tuple(x0.shape), generator, cfg.noise_offset).to(device)

@@ -244,3 +244,15 @@ def test_unets_from_warm_starts_every_part_but_the_vae(tmp_path, tiny_init):
     assert torch.equal(model.vae.encoder.conv_in.weight, vae_run.vae.encoder.conv_in.weight)
     with pytest.raises(BadRequest, match="--unets-from"):
         _config(tmp_path, tiny_init, unets_from=str(tmp_path / "donor")).validate()
+
+
+def test_encode_bf16_encodes_in_bfloat16_close_to_full_precision_and_only_for_frozen_vae_stages():
+    model = build_model(ModelConfig.tiny(), seed=0)
+    images = make_batch("train", [0, 1], 1, 64, 64).targets.flatten(0, 1)
+    full = make_stage(model, TrainConfig(stage="image", init="x", width=64, height=64)).encode(images)
+    half = make_stage(model, TrainConfig(stage="image", init="x", width=64, height=64, encode_bf16=True)).encode(images)
+    assert half.dtype == full.dtype == torch.float32
+    relative = float((half - full).norm() / full.norm())
+    assert 0 < relative < 0.02  # it did run in bfloat16 (not bit-equal), and stays close
+    with pytest.raises(BadRequest, match="--encode-bf16"):
+        TrainConfig(stage="decoder", init="x", encode_bf16=True).validate()
