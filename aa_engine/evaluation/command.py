@@ -11,9 +11,10 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     d = EvalConfig()
     parser.add_argument("--weights", default=None, help="weights folder to evaluate (default: the shipped default model)")
     parser.add_argument("--checkpoint", default=None,
-                        help="instead of --weights: a training checkpoint's model.safetensors (v2 architecture; "
-                             "out/checkpoints/step_NNNNNN/), to score a run before it ends")
-    parser.add_argument("--vae-config", default=None, help="with --checkpoint: the vae_config.json of the VAE product the run started from")
+                        help="instead of --weights: a training checkpoint's model.safetensors (RUN/checkpoints/step_NNNNNN/; "
+                             "the architecture comes from RUN/model_config.json), to score a run before it ends")
+    parser.add_argument("--vae-config", default=None, help="with --checkpoint of a run that has no model_config.json (older runs, v2 architecture): "
+                             "the vae_config.json of the VAE product the run started from")
     parser.add_argument("--out", required=True, help="folder for evaluation.md (table), evaluation.json and contact_sheet.png")
     parser.add_argument("--clips", type=int, default=d.clips, help=f"held-out clips (default {d.clips})")
     parser.add_argument("--frames", type=int, default=d.frames, help=f"frames per clip (default {d.frames})")
@@ -75,9 +76,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     config = EvalConfig(clips=args.clips, frames=args.frames, width=args.width, height=args.height, data=args.data, steps=args.steps,
                         guidance=args.guidance, seed=args.seed, sheet_clips=min(4, args.clips), ablations=ablations)
     if args.checkpoint:
-        if args.weights or not args.vae_config:
-            raise BadRequest("--checkpoint needs --vae-config (the VAE product the run started from) and no --weights.",
-                             "e.g. --checkpoint RUN/checkpoints/step_001000/model.safetensors --vae-config VAE_PRODUCT/vae_config.json")
+        if args.weights:
+            raise BadRequest("--checkpoint and --weights are two ways to name the model: give one.",
+                             "e.g. --checkpoint RUN/checkpoints/step_001000/model.safetensors")
         from aa_engine.evaluation.denoiser_probe import load_stage_checkpoint
 
         model, source = load_stage_checkpoint(args.checkpoint, args.vae_config), f"{args.checkpoint} (training checkpoint)"

@@ -22,17 +22,31 @@ import torch
 TIMESTEPS = (50, 250, 500, 750, 999)
 
 
-def load_stage_checkpoint(path: str, vae_config: str):
-    """A training checkpoint's `model.safetensors` (keys `model.<part>...`, the v2 architecture with
-    the VAE of `vae_config`) as a model."""
+def load_stage_checkpoint(path: str, vae_config: str | None = None):
+    """A training checkpoint's `model.safetensors` (keys `model.<part>...`) as a model. The architecture
+    is the run's model_config.json (RUN/checkpoints/step_N/model.safetensors -> RUN/model_config.json,
+    written by the trainer); runs older than that file are the v2 architecture with the VAE of
+    `vae_config` (the vae_config.json of the VAE product the run started from)."""
+    from pathlib import Path
+
     from safetensors.torch import load_file
 
+    from aa_engine.config import ModelConfig
+    from aa_engine.errors import BadRequest
     from aa_engine.models import build_model
     from aa_engine.training.config import v2_model_config
+    from aa_engine.training.trainer import MODEL_CONFIG_FILE
     from aa_engine.weights import load_state_strict
 
-    config = v2_model_config()
-    config.vae = json.loads(open(vae_config).read())
+    run_config = Path(path).resolve().parents[2] / MODEL_CONFIG_FILE if len(Path(path).resolve().parents) > 2 else None
+    if run_config is not None and run_config.is_file():
+        config = ModelConfig.load(run_config)
+    elif vae_config:
+        config = v2_model_config()
+        config.vae = json.loads(open(vae_config).read())
+    else:
+        raise BadRequest(f"{path}: its run folder has no {MODEL_CONFIG_FILE}, so the architecture is unknown.",
+                         "Pass --vae-config (the vae_config.json of the VAE product the run started from) for a v2 run.")
     model = build_model(config, seed=0)
     state = {k[len("model."):]: v for k, v in load_file(path).items() if k.startswith("model.")}
     load_state_strict(model, state, path)
@@ -96,8 +110,9 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--weights", help="a model folder (or random-tiny)")
-    source.add_argument("--checkpoint", help="a training checkpoint's model.safetensors (v2 architecture)")
-    parser.add_argument("--vae-config", help="with --checkpoint: the vae_config.json of the run's VAE")
+    source.add_argument("--checkpoint", help="a training checkpoint's model.safetensors (RUN/checkpoints/step_N/; the "
+                        "architecture comes from RUN/model_config.json)")
+    parser.add_argument("--vae-config", help="with --checkpoint of a run without model_config.json: the vae_config.json of its VAE")
     parser.add_argument("--data", default="rich", help="flat or rich held-out characters (default rich)")
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--height", type=int, default=192)
@@ -108,9 +123,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.checkpoint:
-        if not args.vae_config:
-            parser.error("--checkpoint needs --vae-config (the VAE product the run started from)")
-        model = load_stage_checkpoint(args.checkpoint, args.vae_config)
+        from aa_engine.errors import BadRequest
+
+        try:
+            model = load_stage_checkpoint(args.checkpoint, args.vae_config)
+        except BadRequest as error:
+            parser.error(f"{error} {error.hint}")
     else:
         from aa_engine.weights import load_model
 

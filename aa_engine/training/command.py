@@ -14,7 +14,7 @@ HELP = {
     "init": "checkpoint folder of the previous stage (its out/model), required for image and motion",
     "unets_from": "image stage on a VAE-only --init: take the UNets, ReferenceNet, Pose Guider and CLIP tower from this model "
                   "folder instead of --arch's random ones (a warm start after the VAE's latent space changed)",
-    "arch": "architecture when starting from scratch (or from a VAE-only --init): small (the 64x96 default model's), v2 (128x192, 16 latent channels) or tiny",
+    "arch": "architecture when starting from scratch (or from a VAE-only --init): small (the 64x96 default model's), v2 (128x192, 16 latent channels), v2-wide (v2, UNets 64/128 wide) or tiny",
     "data": "synthetic character style: flat (the 64x96 model's data) or rich (shading, textures, hair, props: v2)",
     "lr_schedule": "constant (after warmup) or cosine (down to 10%% of --lr at --steps)",
     "crop": "vae/decoder stages: train on random square crops of this size (multiple of 8; 0 = whole frames)",

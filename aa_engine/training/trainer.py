@@ -2,6 +2,8 @@
 
 Output folder layout:
   train_config.json        the settings of the run
+  model_config.json        the architecture being trained (what turns a checkpoint into a model:
+                           evaluation.denoiser_probe.load_stage_checkpoint)
   log.jsonl                {"step", "loss", "lr", "seconds"} every log_every steps
   checkpoints/step_NNNNNN/ accelerate state (model, optimizer, LR schedule) + trainer_state.json
   samples/step_NNNNNN.png  sample grid (reference | skeleton | generated | ground truth), or VAE reconstructions
@@ -37,6 +39,7 @@ from aa_engine.training.vae_product import is_vae_product, load_vae_into, save_v
 
 log = logging.getLogger(__name__)
 STATE_FILE = "trainer_state.json"
+MODEL_CONFIG_FILE = "model_config.json"
 KEEP_CHECKPOINTS = 2
 SAMPLE_CLIPS = (0, 1, 2, 3)  # held-out clips shown in the sample grids
 
@@ -173,6 +176,7 @@ def train(config: TrainConfig, resume: bool = True, stop_after: int | None = Non
     stage, optimizer, schedule = accelerator.prepare(stage, optimizer, schedule)
     if accelerator.is_main_process:
         config.save(out / "train_config.json")
+        model.config.save(out / MODEL_CONFIG_FILE)
 
     start = 0
     checkpoint = latest_checkpoint(out) if resume else None

@@ -17,10 +17,11 @@ def test_probe_gives_a_row_per_timestep_and_near_clean_inputs_give_near_x0():
     assert rows[0]["x0_rmse"] < 0.5 * rows[1]["x0_rmse"]
 
 
-def test_checkpoint_without_its_vae_config_is_refused(capsys):
+def test_checkpoint_of_a_run_without_model_config_needs_its_vae_config(capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
-        main(["--checkpoint", "x/model.safetensors"])
-    assert exit_info.value.code == 2 and "--vae-config" in capsys.readouterr().err
+        main(["--checkpoint", str(tmp_path / "run" / "checkpoints" / "step_000001" / "model.safetensors")])
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "model_config.json" in error and "--vae-config" in error
 
 
 def test_sampling_drift_scores_each_step_count_against_the_vae_round_trip(capsys):

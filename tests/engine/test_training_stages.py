@@ -103,6 +103,12 @@ def test_run_folder_has_log_checkpoints_and_loadable_weights(tmp_path, tiny_init
     assert (run / "checkpoints" / "step_000002" / "trainer_state.json").is_file()
     model, info = load_model(str(result.model_dir))
     assert info.kind == "checkpoint"
+    # the architecture beside the checkpoints, so a checkpoint can be scored before the run ends
+    from aa_engine.evaluation.denoiser_probe import load_stage_checkpoint
+
+    scored = load_stage_checkpoint(str(run / "checkpoints" / "step_000002" / "model.safetensors"))
+    assert scored.config.to_dict() == model.config.to_dict()
+    assert torch.equal(scored.denoising_unet.conv_in.weight, model.denoising_unet.conv_in.weight)
 
 
 def test_vae_stage_calibrates_the_latent_scale(tmp_path):
@@ -256,3 +262,15 @@ def test_encode_bf16_encodes_in_bfloat16_close_to_full_precision_and_only_for_fr
     assert 0 < relative < 0.02  # it did run in bfloat16 (not bit-equal), and stays close
     with pytest.raises(BadRequest, match="--encode-bf16"):
         TrainConfig(stage="decoder", init="x", encode_bf16=True).validate()
+
+
+def test_v2_wide_is_v2_with_unets_twice_as_wide():
+    from aa_engine.training.config import ARCHITECTURES
+
+    narrow, wide = ARCHITECTURES["v2"](), ARCHITECTURES["v2-wide"]()
+    assert wide.unet["block_out_channels"] == [2 * c for c in narrow.unet["block_out_channels"]]
+    assert {k: v for k, v in wide.unet.items() if k != "block_out_channels"} == {
+        k: v for k, v in narrow.unet.items() if k != "block_out_channels"}
+    assert wide.vae == narrow.vae and wide.native_size == narrow.native_size == (128, 192)
+    model = build_model(wide, seed=0)
+    assert model.pose_guider.conv_out.out_channels == 64  # the pose features fit the wider conv_in
