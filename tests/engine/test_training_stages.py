@@ -150,6 +150,13 @@ def test_decoder_stage_changes_only_the_decoder_and_can_be_swapped_in(tmp_path, 
     combined, _ = load_model(str(assemble(tiny_init, decoder.model_dir, tmp_path / "combined")))
     assert torch.equal(combined.vae.decoder.conv_out.weight, after.vae.decoder.conv_out.weight)
     assert torch.equal(combined.denoising_unet.conv_in.weight, before.denoising_unet.conv_in.weight)
+    # --half: a float16 file of about half the size, loaded back as float32 at float16's precision
+    half_dir = assemble(tiny_init, decoder.model_dir, tmp_path / "half", half=True)
+    halved, _ = load_model(str(half_dir))
+    full_size = (tmp_path / "combined" / "model.safetensors").stat().st_size
+    assert (half_dir / "model.safetensors").stat().st_size < 0.55 * full_size
+    assert halved.denoising_unet.conv_in.weight.dtype == torch.float32
+    assert torch.equal(halved.denoising_unet.conv_in.weight, before.denoising_unet.conv_in.weight.half().float())
 
     other = build_model(ModelConfig.tiny(), seed=5)
     with pytest.raises(WeightsError, match="encoders"):
