@@ -21,7 +21,10 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=d.width, help=f"(default {d.width}: the default model's training size)")
     parser.add_argument("--height", type=int, default=d.height, help=f"(default {d.height})")
     parser.add_argument("--data", default=d.data, help=f"character style of the held-out clips: flat (the 64x96 model's) or rich (v2) (default {d.data})")
-    parser.add_argument("--steps", type=int, default=d.steps, help=f"DDIM steps (default {d.steps})")
+    parser.add_argument("--steps", type=int, default=d.steps, help=f"DDIM steps (default {d.steps}; a --preset sets its own)")
+    parser.add_argument("--preset", default="custom",
+                        help="sampler preset as the engine's (aa_contract.settings.PRESETS): fast (DPM-Solver++ 8 steps, guidance on "
+                             "the first half; what scripts/demo.sh uses), quality (DDIM 30), or custom (default: DDIM with --steps)")
     parser.add_argument("--guidance", type=float, default=d.guidance, help=f"CFG scale (default {d.guidance})")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--ablations", default=",".join(ABLATIONS), help=f"comma-separated subset of {','.join(ABLATIONS)}")
@@ -73,8 +76,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     if args.data not in STYLES:
         raise BadRequest(f"Unknown --data {args.data!r}.", f"Use one of: {', '.join(STYLES)}.")
-    config = EvalConfig(clips=args.clips, frames=args.frames, width=args.width, height=args.height, data=args.data, steps=args.steps,
-                        guidance=args.guidance, seed=args.seed, sheet_clips=min(4, args.clips), ablations=ablations)
+    from aa_contract.settings import PRESETS, expand_preset
+
+    if args.preset not in PRESETS:
+        raise BadRequest(f"Unknown --preset {args.preset!r}.", f"Use one of: {', '.join(PRESETS)}.")
+    sampling = expand_preset({"preset": args.preset, "sampler": "ddim", "steps": args.steps, "guidance_interval": 1.0, "feature_reuse": 1})
+    config = EvalConfig(clips=args.clips, frames=args.frames, width=args.width, height=args.height, data=args.data, steps=sampling["steps"],
+                        guidance=args.guidance, seed=args.seed, sheet_clips=min(4, args.clips), ablations=ablations,
+                        sampler=sampling["sampler"], guidance_interval=sampling["guidance_interval"],
+                        feature_reuse=sampling["feature_reuse"])
     if args.checkpoint:
         if args.weights:
             raise BadRequest("--checkpoint and --weights are two ways to name the model: give one.",
@@ -87,7 +97,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     result = evaluate(model, config, pick_device(args.device))
     paths = write_report(result, args.out)
     print(f"weights: {source}; {config.clips} held-out clips x {config.frames} frames at {config.width}x{config.height} ({config.data} characters), "
-          f"{config.steps} steps, guidance {config.guidance}")
+          f"{config.sampler} {config.steps} steps, guidance {config.guidance} on the first {config.guidance_interval:.0%} of them"
+          + (f", feature reuse {config.feature_reuse}" if config.feature_reuse > 1 else "") + f" (preset {args.preset})")
     print(result.table())
     print(f"table: {paths['table']}  contact sheet: {paths['sheet']}")
     return 0

@@ -41,6 +41,9 @@ class EvalConfig:
     data: str = "flat"  # character style of the held-out clips (aa_engine.data.STYLES): the model's training data
     steps: int = 20
     guidance: float = 3.5
+    sampler: str = "ddim"  # the sampler settings (aa_contract.settings; evaluate --preset sets all four)
+    guidance_interval: float = 1.0
+    feature_reuse: int = 1
     seed: int = 42
     sheet_clips: int = 4  # rows of the contact sheet
     ablations: tuple[str, ...] = ABLATIONS
@@ -93,7 +96,9 @@ def evaluate(model: AnimateAnyoneModel, config: EvalConfig, device: str | torch.
                 video = np.stack([warp_reference(clip.reference, clip.reference_keypoints, k) for k in clip.keypoints])
             else:
                 video = generate_clip(model, clip, steps=config.steps, guidance=config.guidance, seed=config.seed, device=device,
-                                      reference_attention=ablation != "no_referencenet", motion_modules=ablation != "no_motion")
+                                      reference_attention=ablation != "no_referencenet", motion_modules=ablation != "no_motion",
+                                      sampler=config.sampler, guidance_interval=config.guidance_interval,
+                                      feature_reuse=config.feature_reuse)
             per_clip.append(all_metrics(video, clip.frames))
             if len(videos) < config.sheet_clips:
                 videos.append(video)

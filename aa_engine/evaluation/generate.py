@@ -20,6 +20,9 @@ def generate_clip(
     device: str | torch.device = "cpu",
     reference_attention: bool = True,
     motion_modules: bool = True,
+    sampler: str = "ddim",
+    guidance_interval: float = 1.0,
+    feature_reuse: int = 1,
 ) -> np.ndarray:
     """The clip's reference + skeleton maps -> generated frames (f, H, W, 3) uint8, at the clip's size.
 
@@ -35,6 +38,7 @@ def generate_clip(
         width=width, height=height, steps=steps, guidance=guidance, seed=seed,
         context_frames=window, context_overlap=min(4, window - 1) if frames > window else 0,
         reference_attention=reference_attention, motion_modules=motion_modules,
+        sampler=sampler, guidance_interval=guidance_interval, feature_reuse=feature_reuse,
     )
     pipe = AnimateAnyonePipeline(model, device)
     out = pipe(Image.fromarray(clip.reference), [Image.fromarray(p) for p in clip.poses], config)

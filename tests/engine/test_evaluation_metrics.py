@@ -113,6 +113,29 @@ def test_a_vae_only_stage_product_gives_the_vae_ceiling_row(tmp_path):
         run_evaluate(parser.parse_args(common + ["--out", str(tmp_path / "eval2"), "--ablations", "full,vae_ceiling"]))
 
 
+def test_a_preset_evaluates_with_the_engines_sampler_settings(tmp_path):
+    import argparse
+    import json
+
+    from aa_engine.data.dataset import make_clip
+    from aa_engine.evaluation import add_evaluate_arguments, run_evaluate
+    from aa_engine.evaluation.generate import generate_clip
+    from aa_engine.evaluation.metrics import ssim
+    from aa_engine.weights import load_model
+
+    parser = argparse.ArgumentParser()
+    add_evaluate_arguments(parser)
+    common = ["--weights", "random-tiny", "--clips", "1", "--frames", "2", "--width", "64", "--height", "64", "--ablations", "full"]
+    assert run_evaluate(parser.parse_args(common + ["--out", str(tmp_path), "--preset", "fast"])) == 0
+    report = json.loads((tmp_path / "evaluation.json").read_text())
+    assert {k: report["config"][k] for k in ("sampler", "steps", "guidance_interval")} == {"sampler": "dpm++2m", "steps": 8, "guidance_interval": 0.5}
+    clip = make_clip("heldout", 0, 2, 64, 64)
+    video = generate_clip(load_model("random-tiny")[0], clip, steps=8, sampler="dpm++2m", guidance_interval=0.5)
+    assert report["scores"]["full"]["ssim"] == pytest.approx(ssim(video, clip.frames), abs=1e-9)
+    with pytest.raises(BadRequest, match="--preset"):
+        run_evaluate(parser.parse_args(common + ["--out", str(tmp_path), "--preset", "fastest"]))
+
+
 @pytest.mark.slow
 def test_a_training_checkpoint_is_scored_with_its_vae_config(tmp_path):
     import argparse
