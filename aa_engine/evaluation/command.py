@@ -80,7 +80,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     if args.preset not in PRESETS:
         raise BadRequest(f"Unknown --preset {args.preset!r}.", f"Use one of: {', '.join(PRESETS)}.")
-    sampling = expand_preset({"preset": args.preset, "sampler": "ddim", "steps": args.steps, "guidance_interval": 1.0, "feature_reuse": 1})
+    d = EvalConfig()
+    sampling = expand_preset({"preset": args.preset, "sampler": d.sampler, "steps": args.steps, "guidance_interval": d.guidance_interval,
+                              "feature_reuse": d.feature_reuse})
     config = EvalConfig(clips=args.clips, frames=args.frames, width=args.width, height=args.height, data=args.data, steps=sampling["steps"],
                         guidance=args.guidance, seed=args.seed, sheet_clips=min(4, args.clips), ablations=ablations,
                         sampler=sampling["sampler"], guidance_interval=sampling["guidance_interval"],

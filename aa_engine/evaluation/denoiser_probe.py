@@ -38,7 +38,8 @@ def load_stage_checkpoint(path: str, vae_config: str | None = None):
     from aa_engine.training.trainer import MODEL_CONFIG_FILE
     from aa_engine.weights import load_state_strict
 
-    run_config = Path(path).resolve().parents[2] / MODEL_CONFIG_FILE if len(Path(path).resolve().parents) > 2 else None
+    parents = Path(path).resolve().parents
+    run_config = parents[2] / MODEL_CONFIG_FILE if len(parents) > 2 else None
     if run_config is not None and run_config.is_file():
         config = ModelConfig.load(run_config)
     elif vae_config:

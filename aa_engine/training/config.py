@@ -51,7 +51,7 @@ V2_LATENT_CHANNELS = 16
 V2_VAE = dict(SMALL_VAE, latent_channels=V2_LATENT_CHANNELS, sample_size=192, block_out_channels=[32, 64, 128, 128], norm_num_groups=2)
 V2_UNET = dict(SMALL_UNET, sample_size=24, in_channels=V2_LATENT_CHANNELS, out_channels=V2_LATENT_CHANNELS)
 # The same UNets twice as wide (64, 128 channels; 8 heads of 8 at level 0): 4x the parameters, but on
-# a CPU a stage-1 step costs only ~1.25x the narrow one's (the narrow UNets are bound by per-layer
+# a CPU a stage-1 step costs only ~1.45x the narrow one's (the narrow UNets are bound by per-layer
 # overhead, not arithmetic), and at equal compute the wider diffusion model learns more (DiT's
 # scaling result). Measured in docs/default_model.md, section 4, fourth session.
 V2_WIDE_UNET = dict(V2_UNET, block_out_channels=[64, 128])
