@@ -106,6 +106,7 @@ class TrainConfig:
     ssim_weight: float = 0.0  # vae/decoder stages: weight of a (1 - SSIM) term beside L1 + MSE
     scale_equivariance: float = 0.0  # vae stage: weight of decode(pool2(z)) ~ pool2(image) (smoother latents)
     encode_bf16: bool = False  # image/motion stages: the frozen VAE encodes under bfloat16 autocast (faster)
+    mixed_precision: str = "no"  # no | bf16: every forward under bfloat16 autocast, float32 weights
     checkpoint_every: int = 200
     sample_every: int = 500
     sample_steps: int = 20
@@ -140,6 +141,9 @@ class TrainConfig:
         if self.encode_bf16 and self.stage not in ("image", "motion"):
             raise BadRequest(f"--encode-bf16 is for the stages that keep the VAE frozen (image, motion), not --stage {self.stage}.",
                              "The vae and decoder stages train the VAE in full precision: leave the flag out.")
+        if self.mixed_precision not in ("no", "bf16"):
+            raise BadRequest(f"Unknown --mixed-precision {self.mixed_precision!r}.",
+                             "Use no (float32) or bf16 (bfloat16 autocast, float32 weights; on CPUs with avx512_bf16 or AMX, and on GPUs).")
         if self.lr_schedule not in ("constant", "cosine"):
             raise BadRequest(f"Unknown --lr-schedule {self.lr_schedule!r}.", "Use constant or cosine.")
         if self.arch not in ARCHITECTURES:

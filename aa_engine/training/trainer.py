@@ -194,7 +194,10 @@ def train(config: TrainConfig, resume: bool = True, stop_after: int | None = Non
         generator = step_generator(config, step, accelerator.process_index)
         batch = make_batch("train", batch_indices(config, step, accelerator.process_index, accelerator.num_processes),
                            config.frames, config.width, config.height, config.data)
-        loss = stage(batch, generator)
+        # --mixed-precision bf16: the forward under bfloat16 autocast (weights, gradients and AdamW stay float32).
+        # Not Accelerator(mixed_precision=...): its state is one per process, and one process may train twice.
+        with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=config.mixed_precision == "bf16"):
+            loss = stage(batch, generator)
         accelerator.backward(loss)
         if config.grad_clip > 0:
             accelerator.clip_grad_norm_(params, config.grad_clip)
