@@ -25,7 +25,7 @@ import torch
 from aa_engine.data.dataset import make_clip
 from aa_engine.evaluation.contact_sheet import grid
 from aa_engine.evaluation.generate import generate_clip
-from aa_engine.evaluation.metrics import HIGHER_IS_BETTER, METRICS, all_metrics
+from aa_engine.evaluation.metrics import HIGHER_IS_BETTER, METRICS, REGION_METRICS, all_metrics, figure_mask, region_ssim
 from aa_engine.evaluation.warp_baseline import warp_reference
 from aa_engine.models.animate_anyone import AnimateAnyoneModel
 
@@ -57,13 +57,13 @@ class EvalResult:
     samples: dict[str, list[np.ndarray]] = field(default_factory=dict)  # ablation -> first sheet_clips videos
 
     def table(self) -> str:
-        names = list(METRICS)
-        arrows = {n: "↑" if HIGHER_IS_BETTER[n] else "↓" for n in names}
-        lines = ["| model | " + " | ".join(f"{n.upper() if n != 'temporal' else 'temporal err'} {arrows[n]}" for n in names) + " | s/clip |",
+        names = [*METRICS, *REGION_METRICS]
+        titles = {"ssim": "SSIM", "psnr": "PSNR", "l1": "L1", "temporal": "temporal err", "ssim_figure": "SSIM figure",
+                  "ssim_background": "SSIM background"}
+        lines = ["| model | " + " | ".join(f"{titles[n]} {'↑' if HIGHER_IS_BETTER[n] else '↓'}" for n in names) + " | s/clip |",
                  "|---|" + "---|" * (len(names) + 1)]
         for ablation, scores in self.scores.items():
-            fmt = {"ssim": "{:.4f}", "psnr": "{:.2f}", "l1": "{:.4f}", "temporal": "{:.4f}"}
-            cells = [fmt[n].format(scores[n]) for n in names]
+            cells = [("{:.2f}" if n == "psnr" else "{:.4f}").format(scores[n]) for n in names]
             lines.append(f"| {ablation} | " + " | ".join(cells) + f" | {self.seconds.get(ablation, 0.0):.2f} |")
         return "\n".join(lines)
 
@@ -99,11 +99,12 @@ def evaluate(model: AnimateAnyoneModel, config: EvalConfig, device: str | torch.
                                       reference_attention=ablation != "no_referencenet", motion_modules=ablation != "no_motion",
                                       sampler=config.sampler, guidance_interval=config.guidance_interval,
                                       feature_reuse=config.feature_reuse)
-            per_clip.append(all_metrics(video, clip.frames))
+            per_clip.append(all_metrics(video, clip.frames)
+                            | region_ssim(video, clip.frames, figure_mask(clip.keypoints, config.height, config.width)))
             if len(videos) < config.sheet_clips:
                 videos.append(video)
         seconds[ablation] = (time.perf_counter() - began) / len(clips)
-        scores[ablation] = {name: float(np.mean([m[name] for m in per_clip])) for name in METRICS}
+        scores[ablation] = {name: float(np.nanmean([m[name] for m in per_clip])) for name in [*METRICS, *REGION_METRICS]}
         samples[ablation] = videos
     return EvalResult(config, scores, seconds, samples)
 

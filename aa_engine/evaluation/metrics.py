@@ -6,6 +6,11 @@
   temporal   frame-to-frame change error: mean |(g[t+1] - g[t]) - (y[t+1] - y[t])| in [0, 1]; a video
              that flickers or freezes where the ground truth moves smoothly scores worse (lower is better)
 
+and, where the character's keypoints are known (the synthetic held-out clips), SSIM split by region:
+  ssim_figure      the SSIM map averaged over the figure's box (visible keypoints' bounding box plus
+                   a margin of 1/16 of the frame height, for hair, hats, hands and props)
+  ssim_background  the SSIM map averaged over the rest of the frame
+
 No LPIPS: it needs pretrained VGG/AlexNet weights, which cannot be downloaded here.
 """
 
@@ -25,12 +30,15 @@ def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     return g / g.sum()
 
 
-def ssim(generated: np.ndarray, truth: np.ndarray) -> float:
-    """Mean SSIM over frames and channels of two (f, H, W, 3) uint8 arrays ('valid' window positions)."""
+WINDOW = 11  # SSIM's Gaussian window; the map covers the 'valid' positions, WINDOW // 2 pixels in from each edge
+
+
+def ssim_map(generated: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Per-position SSIM of two (f, H, W, 3) uint8 arrays, averaged over channels: (f, H - 10, W - 10)."""
     x = torch.from_numpy(generated.astype(np.float64)).permute(0, 3, 1, 2)
     y = torch.from_numpy(truth.astype(np.float64)).permute(0, 3, 1, 2)
     c = x.shape[1]
-    g = _gaussian_window()
+    g = _gaussian_window(WINDOW)
     kx = g.reshape(1, 1, 1, -1).repeat(c, 1, 1, 1)
     ky = g.reshape(1, 1, -1, 1).repeat(c, 1, 1, 1)
 
@@ -42,7 +50,36 @@ def ssim(generated: np.ndarray, truth: np.ndarray) -> float:
     syy = blur(y * y) - my * my
     sxy = blur(x * y) - mx * my
     value = ((2 * mx * my + C1) * (2 * sxy + C2)) / ((mx * mx + my * my + C1) * (sxx + syy + C2))
-    return float(value.mean())
+    return value.mean(1).numpy()
+
+
+def ssim(generated: np.ndarray, truth: np.ndarray) -> float:
+    """Mean SSIM over frames and channels of two (f, H, W, 3) uint8 arrays ('valid' window positions)."""
+    return float(ssim_map(generated, truth).mean())
+
+
+def figure_mask(keypoints: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(f, 18, 3) keypoints (x, y, visibility) -> (f, H, W) bool: each frame's figure box (see the module doc)."""
+    margin = max(1, round(height / 16))
+    mask = np.zeros((len(keypoints), height, width), dtype=bool)
+    for frame, points in zip(mask, keypoints):
+        seen = points[points[:, 2] > 0, :2]
+        if len(seen):
+            x0, y0 = np.floor(seen.min(0)).astype(int) - margin
+            x1, y1 = np.ceil(seen.max(0)).astype(int) + margin
+            frame[max(0, y0):max(0, y1 + 1), max(0, x0):max(0, x1 + 1)] = True
+    return mask
+
+
+def region_ssim(generated: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """SSIM averaged inside and outside a (f, H, W) mask (NaN for a region with no valid position)."""
+    values = ssim_map(generated, truth)
+    r = WINDOW // 2
+    inside = mask[:, r:mask.shape[1] - r, r:mask.shape[2] - r]
+
+    def mean(where: np.ndarray) -> float:
+        return float(values[where].mean()) if where.any() else float("nan")
+    return {"ssim_figure": mean(inside), "ssim_background": mean(~inside)}
 
 
 def psnr(generated: np.ndarray, truth: np.ndarray) -> float:
@@ -64,7 +101,8 @@ def temporal_error(generated: np.ndarray, truth: np.ndarray) -> float:
 
 
 METRICS = {"ssim": ssim, "psnr": psnr, "l1": l1, "temporal": temporal_error}
-HIGHER_IS_BETTER = {"ssim": True, "psnr": True, "l1": False, "temporal": False}
+HIGHER_IS_BETTER = {"ssim": True, "psnr": True, "l1": False, "temporal": False, "ssim_figure": True, "ssim_background": True}
+REGION_METRICS = ("ssim_figure", "ssim_background")
 
 
 def all_metrics(generated: np.ndarray, truth: np.ndarray) -> dict[str, float]:

@@ -9,7 +9,7 @@ import torch
 from aa_engine.data import make_clip
 from aa_engine.errors import BadRequest
 from aa_engine.evaluation.evaluate import EvalConfig, evaluate, write_report
-from aa_engine.evaluation.metrics import all_metrics, psnr, ssim, temporal_error
+from aa_engine.evaluation.metrics import WINDOW, all_metrics, figure_mask, psnr, region_ssim, ssim, temporal_error
 from aa_engine.evaluation.warp_baseline import warp_reference
 
 
@@ -36,6 +36,40 @@ def test_flicker_scores_worse_on_temporal_error_than_a_steady_offset():
     signs = np.where(np.arange(len(base)) % 2 == 0, 12, -12).reshape(-1, 1, 1, 1)
     flicker = np.clip(base + signs, 0, 255).astype(np.uint8)
     assert temporal_error(flicker, clip.frames) > 5 * temporal_error(steady, clip.frames)
+
+
+def test_figure_mask_is_the_keypoints_box_with_a_margin():
+    clip = make_clip("heldout", 2, 3, 128, 192, "rich")
+    mask = figure_mask(clip.keypoints, 192, 128)
+    assert mask.shape == (3, 192, 128)
+    for frame, points in zip(mask, clip.keypoints):
+        seen = points[points[:, 2] > 0]
+        assert all(frame[int(y), int(x)] for x, y, _ in seen if 0 <= x < 128 and 0 <= y < 192)
+        rows, cols = np.nonzero(frame)
+        assert rows.min() <= max(0, seen[:, 1].min() - 12) and cols.max() >= min(127, seen[:, 0].max() + 12)  # 192 / 16 px
+        assert frame.sum() == (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)  # a box
+    nothing = clip.keypoints.copy()
+    nothing[..., 2] = 0
+    assert not figure_mask(nothing, 192, 128).any()
+
+
+def test_region_ssim_splits_the_frame_ssim_by_the_figure_box():
+    clip = make_clip("heldout", 4, 2, 128, 192, "rich")
+    mask = figure_mask(clip.keypoints, 192, 128)
+    # noise only on background pixels farther from the box than SSIM's window reaches
+    far = np.ones_like(mask)
+    for f, m in enumerate(mask):
+        rows, cols = np.nonzero(m)
+        far[f, max(0, rows.min() - WINDOW):rows.max() + WINDOW + 1, max(0, cols.min() - WINDOW):cols.max() + WINDOW + 1] = False
+    noisy = clip.frames.astype(np.int16) + np.random.default_rng(0).normal(0, 40, clip.frames.shape).astype(np.int16) * far[..., None]
+    noisy = np.clip(noisy, 0, 255).astype(np.uint8)
+    split = region_ssim(noisy, clip.frames, mask)
+    assert split["ssim_figure"] == pytest.approx(1.0)
+    assert split["ssim_background"] < 0.9
+    # the frame's SSIM is the two regions' area-weighted mean
+    r = WINDOW // 2
+    share = mask[:, r:-r, r:-r].mean()
+    assert ssim(noisy, clip.frames) == pytest.approx(share * split["ssim_figure"] + (1 - share) * split["ssim_background"])
 
 
 def test_warp_baseline_follows_the_target_pose():
@@ -75,7 +109,8 @@ def test_evaluation_writes_the_table_and_the_contact_sheet(tiny_model, tmp_path)
     assert set(result.scores) == {"full", "no_referencenet", "no_motion", "warp_baseline", "vae_ceiling"}
     paths = write_report(result, tmp_path)
     table = paths["table"].read_text()
-    assert "| full |" in table and "| warp_baseline |" in table
+    assert "| full |" in table and "| warp_baseline |" in table and "SSIM figure ↑ | SSIM background ↑" in table
+    assert all(0 < scores["ssim_figure"] <= 1 and 0 < scores["ssim_background"] <= 1 for scores in result.scores.values())
     from PIL import Image
 
     sheet = Image.open(paths["sheet"])
