@@ -38,6 +38,12 @@ def load_stage_checkpoint(path: str, vae_config: str | None = None):
     from aa_engine.training.trainer import MODEL_CONFIG_FILE
     from aa_engine.weights import load_state_strict
 
+    if not Path(path).is_file():
+        run = Path(path).parent.parent
+        saved = sorted(p.name for p in run.glob("step_*") if (p / "model.safetensors").is_file()) if run.is_dir() else []
+        raise BadRequest(f"No training checkpoint at {path}.",
+                         f"This run has {', '.join(saved[-3:])}{' (the newest three)' if len(saved) > 3 else ''}." if saved else
+                         "Give RUN/checkpoints/step_NNNNNN/model.safetensors of a run that has saved one (training --checkpoint-every).")
     parents = Path(path).resolve().parents
     run_config = parents[2] / MODEL_CONFIG_FILE if len(parents) > 2 else None
     if run_config is not None and run_config.is_file():

@@ -193,3 +193,16 @@ def test_a_training_checkpoint_is_scored_with_its_vae_config(tmp_path):
     assert "| vae_ceiling |" in (tmp_path / "eval" / "evaluation.md").read_text()
     with pytest.raises(BadRequest, match="--vae-config"):
         run_evaluate(parser.parse_args(common))
+
+
+def test_a_missing_training_checkpoint_names_the_ones_the_run_has(tmp_path):
+    from aa_engine.evaluation.denoiser_probe import load_stage_checkpoint
+
+    for step in (100, 200):
+        (tmp_path / "run" / "checkpoints" / f"step_{step:06d}").mkdir(parents=True)
+        (tmp_path / "run" / "checkpoints" / f"step_{step:06d}" / "model.safetensors").write_bytes(b"")
+    with pytest.raises(BadRequest, match="No training checkpoint at .*step_000300") as error:
+        load_stage_checkpoint(str(tmp_path / "run" / "checkpoints" / "step_000300" / "model.safetensors"))
+    assert "step_000100, step_000200" in error.value.hint
+    with pytest.raises(BadRequest, match="No training checkpoint"):
+        load_stage_checkpoint(str(tmp_path / "elsewhere" / "model.safetensors"))
