@@ -25,6 +25,8 @@ HELP = {
     "encode_bf16": "image/motion stages: the frozen VAE encodes the training frames under bfloat16 autocast; on CPUs with "
                    "avx512_bf16 or AMX (and on GPUs) the encoding takes half the time, about 40%% of a v2 stage-1 step, and "
                    "the latents stay within 0.5%% of full precision",
+    "ema_decay": "keep an exponential moving average of the trained weights (0.999: over ~1000 steps; 0 = off): each "
+                 "checkpoint gets ema.safetensors (evaluate --checkpoint scores it) and model/ holds the average",
     "mixed_precision": "no (float32) or bf16: mixed precision, every forward pass under bfloat16 autocast with "
                        "float32 weights and optimizer; a v2-wide stage-1 step takes ~20%% less time on this CPU (avx512_bf16)",
     "frames": "frames per training sample: 1 for vae/image, a clip length (e.g. 8) for motion",

@@ -106,6 +106,7 @@ class TrainConfig:
     ssim_weight: float = 0.0  # vae/decoder stages: weight of a (1 - SSIM) term beside L1 + MSE
     scale_equivariance: float = 0.0  # vae stage: weight of decode(pool2(z)) ~ pool2(image) (smoother latents)
     encode_bf16: bool = False  # image/motion stages: the frozen VAE encodes under bfloat16 autocast (faster)
+    ema_decay: float = 0.0  # 0 = off; e.g. 0.999: checkpoints and model/ also hold an average of the recent weights
     mixed_precision: str = "no"  # no | bf16: every forward under bfloat16 autocast, float32 weights
     checkpoint_every: int = 200
     sample_every: int = 500
@@ -144,6 +145,8 @@ class TrainConfig:
         if self.mixed_precision not in ("no", "bf16"):
             raise BadRequest(f"Unknown --mixed-precision {self.mixed_precision!r}.",
                              "Use no (float32) or bf16 (bfloat16 autocast, float32 weights; on CPUs with avx512_bf16 or AMX, and on GPUs).")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise BadRequest(f"--ema-decay must be in [0, 1) (got {self.ema_decay}).", "0 turns the average off; 0.999 averages over ~1000 steps.")
         if self.lr_schedule not in ("constant", "cosine"):
             raise BadRequest(f"Unknown --lr-schedule {self.lr_schedule!r}.", "Use constant or cosine.")
         if self.arch not in ARCHITECTURES:

@@ -6,9 +6,10 @@ Output folder layout:
                            evaluation.denoiser_probe.load_stage_checkpoint)
   log.jsonl                {"step", "loss", "lr", "seconds"} every log_every steps
   checkpoints/step_NNNNNN/ accelerate state (model, optimizer, LR schedule) + trainer_state.json
+                           (+ ema.safetensors with --ema-decay: the averaged weights, training/ema.py)
   samples/step_NNNNNN.png  sample grid (reference | skeleton | generated | ground truth), or VAE reconstructions
   model/                   the final weights (config.json + model.safetensors): --init of the next stage,
-                           or --weights for the engine
+                           or --weights for the engine (with --ema-decay, the averaged weights)
   vae/                     vae stage only: the VAE alone (training/vae_product.py), a small --init for
                            the image stage
 
@@ -19,6 +20,7 @@ an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -34,6 +36,7 @@ from accelerate import Accelerator
 from aa_engine.data.dataset import make_batch, make_clip
 from aa_engine.models.animate_anyone import AnimateAnyoneModel, build_model
 from aa_engine.training.config import ARCHITECTURES, TrainConfig
+from aa_engine.training.ema import WeightAverage
 from aa_engine.training.stages import make_stage, tie_reference_to_denoising, trainable_parameters
 from aa_engine.training.vae_product import is_vae_product, load_vae_into, save_vae, vae_config
 
@@ -113,11 +116,13 @@ def latest_checkpoint(out: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def _save_checkpoint(accelerator: Accelerator, out: Path, step: int) -> None:
+def _save_checkpoint(accelerator: Accelerator, out: Path, step: int, ema: WeightAverage | None) -> None:
     folder = out / "checkpoints" / f"step_{step:06d}"
     accelerator.save_state(str(folder))
     if accelerator.is_main_process:
-        (folder / STATE_FILE).write_text(json.dumps({"step": step}))
+        if ema is not None:
+            ema.save(folder)
+        (folder / STATE_FILE).write_text(json.dumps({"step": step}))  # last: it marks the checkpoint complete
         for old in sorted((out / "checkpoints").glob("step_*"))[:-KEEP_CHECKPOINTS]:
             shutil.rmtree(old, ignore_errors=True)
 
@@ -174,6 +179,7 @@ def train(config: TrainConfig, resume: bool = True, stop_after: int | None = Non
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(config, s))
     stage, optimizer, schedule = accelerator.prepare(stage, optimizer, schedule)
+    ema = WeightAverage(model, params, config.ema_decay) if config.ema_decay else None
     if accelerator.is_main_process:
         config.save(out / "train_config.json")
         model.config.save(out / MODEL_CONFIG_FILE)
@@ -184,6 +190,8 @@ def train(config: TrainConfig, resume: bool = True, stop_after: int | None = Non
         accelerator.load_state(str(checkpoint))
         start = json.loads((checkpoint / STATE_FILE).read_text())["step"]
         log.info("resumed from %s (step %d)", checkpoint, start)
+        if ema is not None and not ema.load(checkpoint):
+            log.info("the weight average (--ema-decay %g) starts at step %d from the weights as they are", config.ema_decay, start)
 
     began = time.perf_counter()
     loss_value = float("nan")
@@ -204,6 +212,8 @@ def train(config: TrainConfig, resume: bool = True, stop_after: int | None = Non
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.update()
         loss_value = float(loss.detach())
         window.append(loss_value)
         done = step + 1
@@ -214,12 +224,15 @@ def train(config: TrainConfig, resume: bool = True, stop_after: int | None = Non
             log.info("step %d/%d loss %.4f", done, config.steps, record["loss"])
             window.clear()
         if done % config.checkpoint_every == 0 or done == config.steps:
-            _save_checkpoint(accelerator, out, done)
+            _save_checkpoint(accelerator, out, done, ema)
         if accelerator.is_main_process and config.sample_every > 0 and (done % config.sample_every == 0 or done == config.steps):
-            write_samples(accelerator.unwrap_model(stage).model, config, out / "samples" / f"step_{done:06d}.png")
+            with ema.applied() if ema is not None else contextlib.nullcontext():
+                write_samples(accelerator.unwrap_model(stage).model, config, out / "samples" / f"step_{done:06d}.png")
 
     accelerator.wait_for_everyone()
     model = accelerator.unwrap_model(stage).model
+    if ema is not None and end == config.steps:
+        ema.copy_to_model()
     model_dir = out / "model"
     if accelerator.is_main_process and end == config.steps:
         from aa_engine.weights import save_checkpoint

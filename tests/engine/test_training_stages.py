@@ -298,3 +298,51 @@ def test_mixed_precision_bf16_trains_in_bfloat16_with_float32_weights(tmp_path, 
     assert float((b - a).norm() / (a - start).norm()) < 0.3
     with pytest.raises(BadRequest, match="--mixed-precision"):
         _config(tmp_path, tiny_init, mixed_precision="fp16").validate()
+
+
+def test_weight_average_warms_up_then_follows_the_decay():
+    from aa_engine.training.ema import WeightAverage
+
+    layer = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        layer.weight.fill_(0.0)
+    params = [layer.weight]
+    ema = WeightAverage(layer, params, decay=0.5)
+    with torch.no_grad():
+        layer.weight.fill_(1.0)
+    ema.update()  # rate min(0.5, 1/10): 10% of the old average stays
+    assert torch.allclose(ema.shadow[0], torch.full((2, 2), 0.9))
+    ema.updates = 100  # past the warm-up the rate is the decay
+    ema.update()
+    assert torch.allclose(ema.shadow[0], torch.full((2, 2), 0.95))
+    with ema.applied():
+        assert torch.allclose(layer.weight, torch.full((2, 2), 0.95))
+    assert torch.equal(layer.weight, torch.ones(2, 2))
+
+
+def test_ema_checkpoints_are_scored_like_checkpoints_and_model_holds_the_average(tmp_path, tiny_init):
+    from aa_engine.evaluation.denoiser_probe import load_stage_checkpoint
+
+    result = train(_config(tmp_path, tiny_init, steps=4, ema_decay=0.9))
+    step = tmp_path / "run" / "checkpoints" / "step_000004"
+    averaged = load_stage_checkpoint(str(step / "ema.safetensors"))
+    trained = load_stage_checkpoint(str(step / "model.safetensors"))
+    model, _ = load_model(str(result.model_dir))
+    assert torch.equal(averaged.denoising_unet.conv_in.weight, model.denoising_unet.conv_in.weight)
+    assert not torch.equal(averaged.denoising_unet.conv_in.weight, trained.denoising_unet.conv_in.weight)
+    assert torch.equal(averaged.vae.encoder.conv_in.weight, trained.vae.encoder.conv_in.weight)  # frozen parts as they are
+    with pytest.raises(BadRequest, match="--ema-decay"):
+        _config(tmp_path, tiny_init, ema_decay=1.0).validate()
+
+
+@pytest.mark.slow
+def test_a_resumed_run_resumes_its_weight_average_exactly(tmp_path, tiny_init):
+    straight = train(_config(tmp_path / "a", tiny_init, ema_decay=0.9)).model
+    train(_config(tmp_path / "b", tiny_init, ema_decay=0.9), stop_after=2)
+    resumed = train(_config(tmp_path / "b", tiny_init, ema_decay=0.9)).model
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), f"{key} differs after resuming"
+    # a checkpoint without an average (a run that turns --ema-decay on when it resumes) starts one
+    train(_config(tmp_path / "c", tiny_init), stop_after=2)
+    late = train(_config(tmp_path / "c", tiny_init, ema_decay=0.9)).model
+    assert not torch.equal(late.denoising_unet.conv_in.weight, straight.denoising_unet.conv_in.weight)
