@@ -55,6 +55,7 @@ class EvalResult:
     scores: dict[str, dict[str, float]]  # ablation -> metric -> mean over clips
     seconds: dict[str, float] = field(default_factory=dict)
     samples: dict[str, list[np.ndarray]] = field(default_factory=dict)  # ablation -> first sheet_clips videos
+    per_clip: dict[str, list[dict[str, float]]] = field(default_factory=dict)  # ablation -> each held-out clip's scores
 
     def table(self) -> str:
         names = [*METRICS, *REGION_METRICS]
@@ -68,7 +69,8 @@ class EvalResult:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"config": self.config.__dict__ | {"ablations": list(self.config.ablations)}, "scores": self.scores, "seconds_per_clip": self.seconds}
+        return {"config": self.config.__dict__ | {"ablations": list(self.config.ablations)}, "scores": self.scores, "seconds_per_clip": self.seconds,
+                "per_clip": self.per_clip}
 
 
 @torch.no_grad()
@@ -85,6 +87,7 @@ def evaluate(model: AnimateAnyoneModel, config: EvalConfig, device: str | torch.
     scores: dict[str, dict[str, float]] = {}
     seconds: dict[str, float] = {}
     samples: dict[str, list[np.ndarray]] = {}
+    every_clip: dict[str, list[dict[str, float]]] = {}
     for ablation in config.ablations:
         per_clip = []
         videos = []
@@ -106,7 +109,8 @@ def evaluate(model: AnimateAnyoneModel, config: EvalConfig, device: str | torch.
         seconds[ablation] = (time.perf_counter() - began) / len(clips)
         scores[ablation] = {name: float(np.nanmean([m[name] for m in per_clip])) for name in [*METRICS, *REGION_METRICS]}
         samples[ablation] = videos
-    return EvalResult(config, scores, seconds, samples)
+        every_clip[ablation] = [{"clip": i} | m for i, m in enumerate(per_clip)]
+    return EvalResult(config, scores, seconds, samples, every_clip)
 
 
 def contact_sheet(result: EvalResult, path: Path, frames_shown: int = 4) -> Path:

@@ -1,6 +1,7 @@
 """Evaluation: metrics behave as documented, the warp baseline follows poses, the ablation table is produced."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -111,6 +112,8 @@ def test_evaluation_writes_the_table_and_the_contact_sheet(tiny_model, tmp_path)
     table = paths["table"].read_text()
     assert "| full |" in table and "| warp_baseline |" in table and "SSIM figure ↑ | SSIM background ↑" in table
     assert all(0 < scores["ssim_figure"] <= 1 and 0 < scores["ssim_background"] <= 1 for scores in result.scores.values())
+    report = json.loads(paths["json"].read_text())
+    assert report["per_clip"]["full"][0]["clip"] == 0 and report["per_clip"]["full"][0]["ssim"] == pytest.approx(report["scores"]["full"]["ssim"])
     from PIL import Image
 
     sheet = Image.open(paths["sheet"])
