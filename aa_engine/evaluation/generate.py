@@ -31,15 +31,18 @@ def generate_clip(
     """
     from aa_engine.pipeline import AnimateAnyonePipeline
 
-    height, width = clip.reference.shape[:2]
-    frames = len(clip.poses)
-    window = min(frames, model.config.motion_module.max_frames)
-    config = GenerationConfig(
-        width=width, height=height, steps=steps, guidance=guidance, seed=seed,
-        context_frames=window, context_overlap=min(4, window - 1) if frames > window else 0,
-        reference_attention=reference_attention, motion_modules=motion_modules,
-        sampler=sampler, guidance_interval=guidance_interval, feature_reuse=feature_reuse,
-    )
+    config = clip_config(model, clip, steps=steps, guidance=guidance, seed=seed, reference_attention=reference_attention,
+                         motion_modules=motion_modules, sampler=sampler, guidance_interval=guidance_interval, feature_reuse=feature_reuse)
     pipe = AnimateAnyonePipeline(model, device)
     out = pipe(Image.fromarray(clip.reference), [Image.fromarray(p) for p in clip.poses], config)
     return np.stack(out)
+
+
+def clip_config(model: AnimateAnyoneModel, clip: Clip, **settings) -> GenerationConfig:
+    """The generation settings for a whole synthetic clip at its own size: one context window (as long
+    as the motion modules allow), the rest as given (sampler, steps, guidance, seed...)."""
+    height, width = clip.reference.shape[:2]
+    frames = len(clip.poses)
+    window = min(frames, model.config.motion_module.max_frames)
+    return GenerationConfig(width=width, height=height, context_frames=window,
+                            context_overlap=min(4, window - 1) if frames > window else 0, **settings)

@@ -22,6 +22,9 @@ HELP = {
     "scale_equivariance": "vae stage: weight of a term asking the decoder to turn the 2x average-pooled latent into the "
                           "2x average-pooled image; it keeps fine detail out of the latent that the image does not have, "
                           "which makes the latent easier to denoise (0 = off)",
+    "sample_latents": "decoder stage: a folder from python -m aa_engine.training.sample_latents (the model's own final "
+                      "latents of training clips); the decoder also learns to turn those into the true frames",
+    "sample_weight": "decoder stage with --sample-latents: weight of their decoding loss beside the reconstruction loss (default 1)",
     "encode_bf16": "image/motion stages: the frozen VAE encodes the training frames under bfloat16 autocast; on CPUs with "
                    "avx512_bf16 or AMX (and on GPUs) the encoding takes half the time, about 40%% of a v2 stage-1 step, and "
                    "the latents stay within 0.5%% of full precision",

@@ -105,6 +105,8 @@ class TrainConfig:
     crop: int = 0  # vae/decoder stages: train on random size x size crops (0 = whole frames)
     ssim_weight: float = 0.0  # vae/decoder stages: weight of a (1 - SSIM) term beside L1 + MSE
     scale_equivariance: float = 0.0  # vae stage: weight of decode(pool2(z)) ~ pool2(image) (smoother latents)
+    sample_latents: str | None = None  # decoder stage: a training.sample_latents folder (the model's own final latents)
+    sample_weight: float = 1.0  # decoder stage with --sample-latents: weight of their decoding loss
     encode_bf16: bool = False  # image/motion stages: the frozen VAE encodes under bfloat16 autocast (faster)
     ema_decay: float = 0.0  # 0 = off; e.g. 0.999: checkpoints and model/ also hold an average of the recent weights
     mixed_precision: str = "no"  # no | bf16: every forward under bfloat16 autocast, float32 weights
@@ -139,6 +141,9 @@ class TrainConfig:
         if self.scale_equivariance and self.stage != "vae":
             raise BadRequest(f"--scale-equivariance shapes the latent space, which only the vae stage trains (got --stage {self.stage}).",
                              "Leave it at 0 here; the decoder stage keeps the encoder's latents fixed.")
+        if self.sample_latents and self.stage != "decoder":
+            raise BadRequest(f"--sample-latents fits the decoder to the model's own latents: it needs --stage decoder (got {self.stage}).",
+                             "Make them with python -m aa_engine.training.sample_latents, then run --stage decoder with them.")
         if self.encode_bf16 and self.stage not in ("image", "motion"):
             raise BadRequest(f"--encode-bf16 is for the stages that keep the VAE frozen (image, motion), not --stage {self.stage}.",
                              "The vae and decoder stages train the VAE in full precision: leave the flag out.")

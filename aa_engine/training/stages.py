@@ -52,6 +52,11 @@ class VAEStage(nn.Module):
         super().__init__()
         self.model = model
         self.config = config
+        self.pair_latents = self.pair_images = None
+        if config.sample_latents:
+            from aa_engine.training.sample_latents import load_sample_pairs
+
+            self.pair_latents, self.pair_images = load_sample_pairs(config.sample_latents, config.width, config.height, config.data)
 
     def forward(self, batch: Batch, generator: torch.Generator) -> torch.Tensor:
         images = torch.cat([batch.references, batch.targets.flatten(0, 1)])
@@ -70,6 +75,22 @@ class VAEStage(nn.Module):
             loss = loss + self.config.ssim_weight * (1 - ssim_torch(recon.clamp(-1, 1), images))
         if self.config.scale_equivariance > 0:
             loss = loss + self.config.scale_equivariance * scale_equivariance_loss(self.model.vae, mean, images)
+        if self.pair_latents is not None:
+            loss = loss + self.config.sample_weight * self.sample_pairs_loss(generator, images.device)
+        return loss
+
+    def sample_pairs_loss(self, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+        """--sample-latents: the model's own final latents of training clips, decoded, against the true
+        frames (the same crops of both, on the latent grid)."""
+        picked = torch.randint(0, len(self.pair_latents), (self.config.batch_size,), generator=generator)
+        latents, truth = self.pair_latents[picked], self.pair_images[picked]
+        both = torch.cat([truth, F.interpolate(latents, scale_factor=8, mode="nearest")], dim=1)
+        both = random_crops(both, self.config.crop, generator)
+        truth, latents = both[:, :3].to(device), both[:, 3:, ::8, ::8].to(device)
+        recon = self.model.vae.decode(latents / self.model.scaling_factor).sample
+        loss = F.l1_loss(recon, truth) + F.mse_loss(recon, truth)
+        if self.config.ssim_weight > 0:
+            loss = loss + self.config.ssim_weight * (1 - ssim_torch(recon.clamp(-1, 1), truth))
         return loss
 
 
