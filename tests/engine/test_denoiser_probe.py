@@ -18,8 +18,11 @@ def test_probe_gives_a_row_per_timestep_and_near_clean_inputs_give_near_x0():
 
 
 def test_checkpoint_of_a_run_without_model_config_needs_its_vae_config(capsys, tmp_path):
+    checkpoint = tmp_path / "run" / "checkpoints" / "step_000001" / "model.safetensors"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"")  # there, but its run folder has no model_config.json
     with pytest.raises(SystemExit) as exit_info:
-        main(["--checkpoint", str(tmp_path / "run" / "checkpoints" / "step_000001" / "model.safetensors")])
+        main(["--checkpoint", str(checkpoint)])
     error = capsys.readouterr().err
     assert exit_info.value.code == 2 and "model_config.json" in error and "--vae-config" in error
 
