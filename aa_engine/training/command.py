@@ -33,6 +33,9 @@ HELP = {
     "mixed_precision": "no (float32) or bf16: mixed precision, every forward pass under bfloat16 autocast with "
                        "float32 weights and optimizer; a v2-wide stage-1 step takes ~20%% less time on this CPU (avx512_bf16)",
     "frames": "frames per training sample: 1 for vae/image, a clip length (e.g. 8) for motion",
+    "first_clip": "index of the first training clip (default 0). Step s trains on the --batch-size clips from "
+                  "FIRST_CLIP + s x batch size, whatever --seed is; a run that goes on from another's weights (a cosine "
+                  "tail, a lower learning rate) passes that run's steps x batch size so it sees clips the other never did",
     "snr_gamma": "min-SNR-gamma loss weighting; 0 = off (plain v-prediction MSE)",
     "cpu": "train on the CPU even if a GPU is available",
 }

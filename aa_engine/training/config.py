@@ -97,6 +97,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     seed: int = 0
+    first_clip: int = 0  # index of the first training clip: step s trains on clips first_clip + s*batch ...
     noise_offset: float = 0.05
     snr_gamma: float = 0.0  # 0 = plain v-prediction MSE; 5 = the re-implementation's min-SNR
     condition_dropout: float = 0.1
@@ -156,6 +157,9 @@ class TrainConfig:
             raise BadRequest(f"Unknown --lr-schedule {self.lr_schedule!r}.", "Use constant or cosine.")
         if self.arch not in ARCHITECTURES:
             raise BadRequest(f"Unknown --arch {self.arch!r}.", f"Use one of: {', '.join(ARCHITECTURES)}.")
+        if self.first_clip < 0:
+            raise BadRequest(f"--first-clip must be 0 or more (got {self.first_clip}).",
+                             "A run that continues another passes that run's steps x batch size, so it sees new clips.")
         for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise BadRequest(f"--{name.replace('_', '-')} must be at least 1.")

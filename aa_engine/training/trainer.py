@@ -14,7 +14,7 @@ Output folder layout:
                            the image stage
 
 Resuming is exact: the data of step s and its noise/timesteps/dropout are pure functions of
-(seed, s, process), so a run stopped after a checkpoint and restarted reaches the same weights as
+(seed, --first-clip, s, process), so a run stopped after a checkpoint and restarted reaches the same weights as
 an uninterrupted one.
 """
 
@@ -106,7 +106,7 @@ def step_generator(config: TrainConfig, step: int, process: int) -> torch.Genera
 
 
 def batch_indices(config: TrainConfig, step: int, process: int, processes: int) -> list[int]:
-    first = (step * processes + process) * config.batch_size
+    first = config.first_clip + (step * processes + process) * config.batch_size
     return list(range(first, first + config.batch_size))
 
 

@@ -188,6 +188,19 @@ def test_cosine_schedule_warms_up_then_decays_to_a_tenth():
     assert lr_factor(TrainConfig(steps=100, warmup=10), 90) == 1.0
 
 
+def test_first_clip_moves_the_data_stream_on_and_a_tail_run_sees_new_clips(tmp_path):
+    from aa_engine.training.trainer import batch_indices
+
+    main = TrainConfig(steps=100, batch_size=4)
+    assert batch_indices(main, 0, 0, 1) == [0, 1, 2, 3]
+    assert batch_indices(main, 99, 0, 1) == [396, 397, 398, 399]
+    tail = TrainConfig(steps=10, batch_size=4, first_clip=main.steps * main.batch_size)
+    assert batch_indices(tail, 0, 0, 1) == [400, 401, 402, 403]
+    assert batch_indices(tail, 2, 1, 2) == [400 + 20, 421, 422, 423]  # process 1 of 2 at step 2
+    with pytest.raises(BadRequest, match="--first-clip"):
+        train(TrainConfig(stage="vae", first_clip=-1, out=str(tmp_path)))
+
+
 def test_ssim_loss_term_is_the_evaluation_metric():
     import numpy as np
 
