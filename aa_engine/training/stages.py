@@ -83,7 +83,7 @@ class VAEStage(nn.Module):
         """--sample-latents: the model's own final latents of training clips, decoded, against the true
         frames (the same crops of both, on the latent grid)."""
         picked = torch.randint(0, len(self.pair_latents), (self.config.batch_size,), generator=generator)
-        latents, truth = self.pair_latents[picked], self.pair_images[picked]
+        latents, truth = self.pair_latents[picked], self.pair_images[picked].float().div(127.5).sub(1)
         both = torch.cat([truth, F.interpolate(latents, scale_factor=8, mode="nearest")], dim=1)
         both = random_crops(both, self.config.crop, generator)
         truth, latents = both[:, :3].to(device), both[:, 3:, ::8, ::8].to(device)
