@@ -127,7 +127,7 @@ class ModelConfig:
     # (width, height) the model was trained at: the size used when a job gives none.
     native_size: tuple[int, int] | None = (512, 768)
     # How the reference becomes the CLIP encoder's square input (AnimateAnyoneModel.clip_pixels):
-    # "squash" as the released weights were run, or "crop" (the shipped default model was trained so).
+    # "squash" as the released weights were run, or "crop" (the earlier 64x96 default model was trained so).
     clip_resize: str = "squash"
 
     @classmethod

@@ -4,7 +4,7 @@
     .venv/engine/bin/python benchmarks/sampler_quality.py --clips 2 --rows ddim:30,dpm++2m:10   # a quick look
 
 On the default model's held-out evaluation clips (aa_engine.evaluation: 12 clips x 8 frames at
-64x96, seed 42, CFG 3.5, one context window per clip), every row generates every clip with the
+the model's native size, seed 42, CFG 3.5, one context window per clip), every row generates every clip with the
 engine's own pipeline. For each row: UNet evaluations per clip (a CFG call counts 2, a call that
 reuses cached deep features counts as "shallow"), wall time per clip (reference + denoising +
 decode), SSIM/PSNR against the ground truth and against the DDIM-30 frames.
@@ -68,6 +68,8 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=12)
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--guidance", type=float, default=3.5)
+    parser.add_argument("--data", default="rich", help="character style of the held-out clips: rich (the shipped 128x192 model's) or flat "
+                                                      "(the earlier 64x96 model's)")
     parser.add_argument("--rows", default=",".join(DEFAULT_ROWS))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None, help="also write the raw numbers here")
@@ -97,7 +99,7 @@ def main() -> None:
     unet.mid_block.resnets[0].register_forward_pre_hook(lambda m, a: counts.__setitem__("deep", counts["deep"] + a[0].shape[0]))
 
     for i in range(args.clips):
-        clip = make_clip("heldout", i, args.frames, width, height)
+        clip = make_clip("heldout", i, args.frames, width, height, style=args.data)
         reference = Image.fromarray(clip.reference)
         poses = [Image.fromarray(p) for p in clip.poses]
         baseline_video = None

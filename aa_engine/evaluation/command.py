@@ -18,9 +18,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="folder for evaluation.md (table), evaluation.json and contact_sheet.png")
     parser.add_argument("--clips", type=int, default=d.clips, help=f"held-out clips (default {d.clips})")
     parser.add_argument("--frames", type=int, default=d.frames, help=f"frames per clip (default {d.frames})")
-    parser.add_argument("--width", type=int, default=d.width, help=f"(default {d.width}: the default model's training size)")
+    parser.add_argument("--width", type=int, default=d.width, help=f"(default {d.width}: the shipped default model's native size)")
     parser.add_argument("--height", type=int, default=d.height, help=f"(default {d.height})")
-    parser.add_argument("--data", default=d.data, help=f"character style of the held-out clips: flat (the 64x96 model's) or rich (v2) (default {d.data})")
+    parser.add_argument("--data", default=d.data, help=f"character style of the held-out clips: rich (the shipped 128x192 model's) or flat (the earlier 64x96 model's) (default {d.data})")
     parser.add_argument("--steps", type=int, default=d.steps, help=f"DDIM steps (default {d.steps}; a --preset sets its own)")
     parser.add_argument("--preset", default="custom",
                         help="sampler preset as the engine's (aa_contract.settings.PRESETS): fast (DPM-Solver++ 8 steps, guidance on "

@@ -36,9 +36,9 @@ ABLATIONS = ("full", "no_referencenet", "no_motion", "warp_baseline", "vae_ceili
 class EvalConfig:
     clips: int = 12
     frames: int = 8
-    width: int = 64
-    height: int = 96
-    data: str = "flat"  # character style of the held-out clips (aa_engine.data.STYLES): the model's training data
+    width: int = 128  # the shipped default model's native size
+    height: int = 192
+    data: str = "rich"  # character style of the held-out clips (aa_engine.data.STYLES): the model's training data
     steps: int = 20
     guidance: float = 3.5
     sampler: str = "ddim"  # the sampler settings (aa_contract.settings; evaluate --preset sets all four)

@@ -163,7 +163,7 @@ def test_a_preset_evaluates_with_the_engines_sampler_settings(tmp_path):
 
     parser = argparse.ArgumentParser()
     add_evaluate_arguments(parser)
-    common = ["--weights", "random-tiny", "--clips", "1", "--frames", "2", "--width", "64", "--height", "64", "--ablations", "full"]
+    common = ["--weights", "random-tiny", "--clips", "1", "--frames", "2", "--width", "64", "--height", "64", "--data", "flat", "--ablations", "full"]
     assert run_evaluate(parser.parse_args(common + ["--out", str(tmp_path), "--preset", "fast"])) == 0
     report = json.loads((tmp_path / "evaluation.json").read_text())
     assert {k: report["config"][k] for k in ("sampler", "steps", "guidance_interval")} == {"sampler": "dpm++2m", "steps": 8, "guidance_interval": 0.5}

@@ -223,5 +223,6 @@ def test_the_shipped_default_model_loads_and_knows_its_size():
 
     model, info = load_model(None)
     assert info.kind == "checkpoint" and info.path.endswith("default_model")
-    assert model.config.native_size == (64, 96)
-    assert model.config.clip_resize == "crop"  # as it was trained
+    assert model.config.native_size == (128, 192)
+    assert model.config.clip_resize == "squash"  # as it was trained
+    assert model.config.vae["latent_channels"] == 16
