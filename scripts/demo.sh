@@ -20,17 +20,18 @@ echo "== building the shot: the bundled rig (walk + wave, 48 frames) with its ca
 "$blender/bin/python" rigs/bundled_rig.py --out "$out/shot.blend"
 
 weights="${AA_DEMO_WEIGHTS:-}"
-settings=(--width 128 --height 192 --steps 4)
 if [ -z "$weights" ]; then
-  if [ -f aa_engine/default_model/model.safetensors ]; then
-    weights="aa_engine/default_model"
-    # the model's native size (the render asks the engine for it) and the "fast" preset: DPM-Solver++
-    # 8 steps, guidance on the first half, DDIM-30's quality in about a third of the time
-    # (docs/performance.md section 1, measured on this model's evaluation)
-    settings=(--preset fast)
-  else
-    weights="random-tiny"
-  fi
+  if [ -f aa_engine/default_model/model.safetensors ]; then weights="aa_engine/default_model"; else weights="random-tiny"; fi
+fi
+if [ "$weights" = "random-tiny" ]; then
+  # the random test model: a quick look at the plumbing, at the rig's own map size
+  settings=(--width 128 --height 192 --steps 4)
+else
+  # a trained model (the shipped default, or AA_DEMO_WEIGHTS=PATH): its native size (the render asks
+  # the engine for it) and the "fast" preset: DPM-Solver++ 8 steps, guidance on the first half, the
+  # best-scoring setting on the default model's evaluation (docs/performance.md section 1,
+  # docs/default_model.md). Extra arguments override, e.g. --width 512 --height 768.
+  settings=(--preset fast)
 fi
 
 echo "== rendering with weights '$weights' (rig -> skeleton maps -> engine -> frames -> one VSE strip)"
